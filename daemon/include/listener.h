@@ -1,0 +1,33 @@
+/* Listening sockets: one SO_REUSEPORT socket per worker (times `instance`) for each
+ * listen address. A set is shared by successive generations while its address and
+ * options stay the same, so a reload never closes a listening socket that is still
+ * wanted and never refuses a connection attempt.
+ *
+ * References (atomic): the current generation holds one on each set its servers use;
+ * each worker holds one on each set it watches. The last reference closes the
+ * sockets, so a set dropped by a reload closes once every worker stopped watching it. */
+#ifndef PROXYD_LISTENER_H
+#define PROXYD_LISTENER_H
+
+#include <stdbool.h>
+#include "confval_types.h"
+
+struct generation;
+
+struct listen_set {
+    int refs;                   /* atomic */
+    struct listen_conf conf;    /* copy */
+    union sockaddr_any bound;   /* actual address (port 0 resolved) */
+    unsigned nfd;               /* nworkers * instance */
+    int fds[];                  /* fds[i] is watched by worker i % nworkers */
+};
+
+/* The set for conf: one of cur's (may be NULL) with an equal conf, with a new
+ * reference, or newly bound sockets (nworkers * conf->instance). NULL + *err. */
+struct listen_set *listen_get(const struct generation *cur, const struct listen_conf *conf,
+                              unsigned nworkers, char **err);
+void listen_set_ref(struct listen_set *ls);
+void listen_set_unref(struct listen_set *ls);
+bool listen_conf_equal(const struct listen_conf *a, const struct listen_conf *b);
+
+#endif

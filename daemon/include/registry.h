@@ -1,0 +1,23 @@
+/* The registry: every compiled-in module, listed in registry.c. */
+#ifndef PROXYD_REGISTRY_H
+#define PROXYD_REGISTRY_H
+
+#include "obj_types.h"
+
+/* Generic view of the ops head shared by the four kinds. */
+struct obj_ops {
+    OBJ_OPS_HEAD(struct obj);
+};
+
+/* Find the module for a (normalized) type name of that kind; CamelCase and
+ * underscore-less spellings match too. NULL if unknown; *unsupported is set when it
+ * is a g3proxy type proxyd does not implement yet. */
+const void *registry_find(enum obj_kind kind, const char *type, bool *unsupported);
+/* NULL-terminated list of the modules of a kind (for -V and docs). */
+const struct obj_ops *const *registry_list(enum obj_kind kind);
+
+extern const struct resolver_ops resolver_deny_all_ops;
+extern const struct escaper_ops escaper_dummy_deny_ops;
+extern const struct server_ops server_dummy_close_ops;
+
+#endif

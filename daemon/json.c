@@ -1,0 +1,175 @@
+/* JSON text builder; see json.h. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+void jb_init(struct jbuf *jb)
+{
+    memset(jb, 0, sizeof(*jb));
+}
+
+void jb_free(struct jbuf *jb)
+{
+    free(jb->s);
+    memset(jb, 0, sizeof(*jb));
+}
+
+void jb_raw(struct jbuf *jb, const char *s, size_t n)
+{
+    if (jb->failed)
+        return;
+    if (jb->len + n + 1 > jb->cap) {
+        size_t cap = jb->cap ? jb->cap : 256;
+        while (cap < jb->len + n + 1)
+            cap *= 2;
+        char *p = realloc(jb->s, cap);
+        if (!p) {
+            jb->failed = true;
+            return;
+        }
+        jb->s = p;
+        jb->cap = cap;
+    }
+    memcpy(jb->s + jb->len, s, n);
+    jb->len += n;
+    jb->s[jb->len] = 0;
+}
+
+static void sep(struct jbuf *jb)
+{
+    if (jb->need_comma)
+        jb_raw(jb, ",", 1);
+    jb->need_comma = true;
+}
+
+void jb_obj_open(struct jbuf *jb)
+{
+    sep(jb);
+    jb_raw(jb, "{", 1);
+    jb->need_comma = false;
+}
+
+void jb_obj_close(struct jbuf *jb)
+{
+    jb_raw(jb, "}", 1);
+    jb->need_comma = true;
+}
+
+void jb_arr_open(struct jbuf *jb)
+{
+    sep(jb);
+    jb_raw(jb, "[", 1);
+    jb->need_comma = false;
+}
+
+void jb_arr_close(struct jbuf *jb)
+{
+    jb_raw(jb, "]", 1);
+    jb->need_comma = true;
+}
+
+void json_escape(struct jbuf *jb, const char *s, size_t n)
+{
+    size_t start = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[8];
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
+        else if (c < 0x20 || c == 0x7f) {
+            snprintf(u, sizeof(u), "\\u%04x", c);
+            esc = u;
+        }
+        if (esc) {
+            jb_raw(jb, s + start, i - start);
+            jb_raw(jb, esc, strlen(esc));
+            start = i + 1;
+        }
+    }
+    jb_raw(jb, s + start, n - start);
+}
+
+void jb_key(struct jbuf *jb, const char *key)
+{
+    sep(jb);
+    jb_raw(jb, "\"", 1);
+    json_escape(jb, key, strlen(key));
+    jb_raw(jb, "\":", 2);
+    jb->need_comma = false;
+}
+
+void jb_strn(struct jbuf *jb, const char *s, size_t n)
+{
+    sep(jb);
+    jb_raw(jb, "\"", 1);
+    json_escape(jb, s, n);
+    jb_raw(jb, "\"", 1);
+}
+
+void jb_str(struct jbuf *jb, const char *s)
+{
+    if (!s) {
+        sep(jb);
+        jb_raw(jb, "null", 4);
+        return;
+    }
+    jb_strn(jb, s, strlen(s));
+}
+
+void jb_u64(struct jbuf *jb, uint64_t v)
+{
+    char b[24];
+    sep(jb);
+    jb_raw(jb, b, (size_t)snprintf(b, sizeof(b), "%" PRIu64, v));
+}
+
+void jb_i64(struct jbuf *jb, int64_t v)
+{
+    char b[24];
+    sep(jb);
+    jb_raw(jb, b, (size_t)snprintf(b, sizeof(b), "%" PRId64, v));
+}
+
+void jb_bool(struct jbuf *jb, bool v)
+{
+    sep(jb);
+    jb_raw(jb, v ? "true" : "false", v ? 4 : 5);
+}
+
+void jb_double(struct jbuf *jb, double v)
+{
+    char b[32];
+    sep(jb);
+    jb_raw(jb, b, (size_t)snprintf(b, sizeof(b), "%.6g", v));
+}
+
+void jb_kstr(struct jbuf *jb, const char *key, const char *s)
+{
+    jb_key(jb, key);
+    jb_str(jb, s);
+}
+
+void jb_ku64(struct jbuf *jb, const char *key, uint64_t v)
+{
+    jb_key(jb, key);
+    jb_u64(jb, v);
+}
+
+void jb_kbool(struct jbuf *jb, const char *key, bool v)
+{
+    jb_key(jb, key);
+    jb_bool(jb, v);
+}
