@@ -14,7 +14,9 @@
 #include "control.h"
 #include "ctlpath.h"
 #include "daemon.h"
+#include "confval.h"
 #include "json.h"
+#include "listener.h"
 #include "log.h"
 #include "registry.h"
 #include "stats.h"
@@ -179,6 +181,10 @@ static char *cmd_stats(struct daemon *d)
         jb_kstr(&jb, "name", s->obj.name);
         jb_kstr(&jb, "type", s->obj.type);
         jb_kbool(&jb, "online", server_online(d, s));
+        if (s->lset) {
+            char addr[80];
+            jb_kstr(&jb, "listen", sockaddr_str(&s->lset->bound, addr, sizeof(addr)));
+        }
         jb_ku64(&jb, "conn_total", t.conn_total);
         jb_ku64(&jb, "conn_alive", (uint64_t)MAX(0, __atomic_load_n(&s->stats->conn_alive, __ATOMIC_RELAXED)));
         jb_ku64(&jb, "task_total", t.task_total);

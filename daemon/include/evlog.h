@@ -30,6 +30,7 @@ struct evlog_sink_conf {
     /* syslog */
     char *syslog_unix;              /* target_unix, default /dev/log */
     union sockaddr_any syslog_udp;  /* target_udp, family 0 = unset */
+    struct ip_addr syslog_bind;     /* target_udp bind_ip, family 0 = unset */
     bool rfc5424;
     uint32_t enterprise_id;
     char *message_id;

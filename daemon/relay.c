@@ -1,0 +1,512 @@
+/* The relay; see relay.h.
+ *
+ * relay_run() is the single place where bytes move. It loops over both directions
+ * until nothing can progress, yields after conf.yield_size bytes (epoll is level
+ * triggered, so the watchers fire again on the next loop iteration), then arms each
+ * side's watcher with exactly what its pending operations wait for. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "relay.h"
+#include "worker.h"
+
+#define PIPE_CAP (1 << 16)
+
+static void relay_arm(struct relay *r);
+static int relay_run(struct relay *r);
+
+static void on_side_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct relay *r = io->data;
+    relay_kick(r);
+}
+
+static uint64_t window_now(const struct relay *r)
+{
+    /* windows of 2^shift ms */
+    return (uint64_t)(ev_now(r->w->loop) * 1000.0) >> r->conf.limit.shift;
+}
+
+static void on_limit_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct relay *r = t->data;
+
+    r->dir[0].paused = r->dir[1].paused = false;
+    relay_kick(r);
+}
+
+static void on_idle(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct relay *r = t->data;
+    uint64_t moved = r->dir[0].read_bytes + r->dir[1].read_bytes + r->dir[0].bytes + r->dir[1].bytes;
+
+    if (moved != r->idle_mark) {
+        r->idle_mark = moved;
+        r->idle_count = 0;
+        return;
+    }
+    if (++r->idle_count >= r->conf.idle_max) {
+        relay_stop(r);
+        r->on_end(r, TR_IDLE);
+    }
+}
+
+void relay_init(struct relay *r, struct worker *w, struct conn *client, struct conn *upstream,
+                const struct relay_conf *conf, void *owner)
+{
+    memset(r, 0, sizeof(*r));
+    r->w = w;
+    r->conf = *conf;
+    if (!r->conf.buf_size)
+        r->conf.buf_size = BUF_DEFAULT_SIZE;
+    if (!r->conf.yield_size)
+        r->conf.yield_size = 1 << 20;
+    r->owner = owner;
+    r->first_eof = -1;
+    r->side[0].c = client;
+    r->side[1].c = upstream;
+    for (int i = 0; i < 2; i++) {
+        ev_io_init(&r->side[i].io, on_side_io, r->side[i].c->fd, 0);
+        r->side[i].io.data = r;
+        r->dir[i].limit = UINT64_MAX;
+    }
+    if (conf->limit.set) {
+        r->dir[0].limit = conf->limit.upload;
+        r->dir[1].limit = conf->limit.download;
+    }
+    r->splice_ok = !conf->no_splice && client->xprt->can_splice && upstream->xprt->can_splice;
+#ifndef HAVE_SPLICE
+    r->splice_ok = false;
+#endif
+    ev_timer_init(&r->limit_timer, on_limit_timer, 0., 0.);
+    r->limit_timer.data = r;
+    ev_init(&r->idle, on_idle);
+    r->idle.data = r;
+    if (conf->idle_interval_ns && conf->idle_max) {
+        double iv = (double)conf->idle_interval_ns / 1e9;
+        ev_timer_set(&r->idle, iv, iv);
+        ev_timer_start(w->loop, &r->idle);
+    }
+}
+
+void relay_dir_set(struct relay *r, int d, enum relay_mode mode, uint64_t length,
+                   relay_scan_fn scan, void *scan_state, struct buf *pre)
+{
+    struct relay_dir *dir = &r->dir[d];
+
+    dir->mode = (uint8_t)mode;
+    dir->remaining = length;
+    dir->scan = scan;
+    dir->scan_state = scan_state;
+    dir->complete = false;
+    dir->shut_on_eof = mode == RM_STREAM;
+    dir->shut_done = false;
+    dir->src_eof = r->side[d].c->flags & CO_F_EOF;
+    dir->ready = 0;
+    if (pre) {
+        if (buf_len(pre) == 0) {
+            buf_put(r->w->bufs, pre);
+        } else if (dir->buf) {
+            /* bytes already here come first; the caller never hands over both */
+            buf_put(r->w->bufs, pre);
+        } else {
+            dir->buf = pre;
+        }
+    }
+}
+
+struct buf *relay_dir_take_rest(struct relay *r, int d)
+{
+    struct buf *b = r->dir[d].buf;
+
+    r->dir[d].buf = NULL;
+    r->dir[d].ready = 0;
+    if (b && buf_len(b) == 0) {
+        buf_put(r->w->bufs, b);
+        return NULL;
+    }
+    return b;
+}
+
+void relay_stop(struct relay *r)
+{
+    if (r->stopped)
+        return;
+    r->stopped = true;
+    for (int i = 0; i < 2; i++) {
+        ev_io_stop(r->w->loop, &r->side[i].io);
+        r->side[i].armed = 0;
+        buf_put(r->w->bufs, r->dir[i].buf);
+        r->dir[i].buf = NULL;
+        pipe_put(r->w->pipes, r->dir[i].pipe);
+        r->dir[i].pipe = NULL;
+    }
+    ev_timer_stop(r->w->loop, &r->idle);
+    ev_timer_stop(r->w->loop, &r->limit_timer);
+}
+
+/* Which error reason belongs to a failed read/write on side s. */
+static enum task_reason read_reason(int s)
+{
+    return s == 0 ? TR_CLIENT_TCP_READ_FAILED : TR_UPSTREAM_READ_FAILED;
+}
+
+static enum task_reason write_reason(int s)
+{
+    return s == 0 ? TR_CLIENT_TCP_WRITE_FAILED : TR_UPSTREAM_WRITE_FAILED;
+}
+
+/* How many bytes the speed limit lets this direction read now. */
+static size_t limit_allow(struct relay *r, struct relay_dir *dir, size_t want)
+{
+    uint64_t w;
+
+    if (dir->limit == UINT64_MAX)
+        return want;
+    w = window_now(r);
+    if (w != dir->win) {
+        dir->win = w;
+        dir->win_used = 0;
+    }
+    if (dir->win_used >= dir->limit) {
+        dir->paused = true;
+        if (!ev_is_active(&r->limit_timer)) {
+            double next = (double)((w + 1) << r->conf.limit.shift) / 1000.0;
+            ev_timer_set(&r->limit_timer, MAX(next - ev_now(r->w->loop), 0.001), 0.);
+            ev_timer_start(r->w->loop, &r->limit_timer);
+        }
+        return 0;
+    }
+    return (size_t)MIN((uint64_t)want, dir->limit - dir->win_used);
+}
+
+/* Validate newly read bytes of a SCAN/LENGTH direction: advance dir->ready. */
+static int dir_account(struct relay *r, struct relay_dir *dir)
+{
+    size_t have = buf_len(dir->buf);
+
+    if (dir->mode == RM_STREAM) {
+        dir->ready = have;
+    } else if (dir->mode == RM_LENGTH) {
+        uint64_t add = MIN((uint64_t)(have - dir->ready), dir->remaining);
+        dir->ready += (size_t)add;
+        dir->remaining -= add;
+    } else if (dir->mode == RM_SCAN && dir->scan && !dir->complete) {
+        bool done = false;
+        ssize_t ok = dir->scan(dir->scan_state, buf_ptr(dir->buf) + dir->ready, have - dir->ready,
+                               &done);
+        if (ok < 0)
+            return -1;
+        dir->ready += (size_t)ok;
+        if (done)
+            dir->scan = NULL; /* no more bytes belong to this message */
+    }
+    return 0;
+}
+
+static bool dir_message_read(const struct relay_dir *dir)
+{
+    return (dir->mode == RM_LENGTH && dir->remaining == 0) || (dir->mode == RM_SCAN && !dir->scan);
+}
+
+/* Move bytes of direction d through userspace. Returns progress (bytes), or -1 after
+ * ending the relay. */
+static ssize_t dir_pump_buf(struct relay *r, int d, size_t budget)
+{
+    struct relay_dir *dir = &r->dir[d];
+    struct conn *src = r->side[d].c, *dst = r->side[!d].c;
+    size_t moved = 0;
+
+    for (;;) {
+        /* bytes handed over or read earlier may not be accounted yet */
+        if (dir->buf && buf_len(dir->buf) > dir->ready && dir_account(r, dir) < 0) {
+            relay_stop(r);
+            r->on_end(r, d == 0 ? TR_INVALID_CLIENT_PROTOCOL : TR_INVALID_UPSTREAM_PROTOCOL);
+            return -1;
+        }
+        /* write what is ready */
+        if (dir->buf && dir->ready) {
+            ssize_t w = conn_send(dst, buf_ptr(dir->buf), dir->ready);
+            if (w < 0) {
+                if (errno == EAGAIN)
+                    break;
+                relay_stop(r);
+                r->on_end(r, write_reason(!d));
+                return -1;
+            }
+            buf_consume(dir->buf, (size_t)w);
+            dir->ready -= (size_t)w;
+            dir->bytes += (uint64_t)w;
+            moved += (size_t)w;
+            if (dir->ready)
+                continue;
+        }
+        if (dir->buf && buf_len(dir->buf) == 0) {
+            buf_put(r->w->bufs, dir->buf);
+            dir->buf = NULL;
+        }
+        if (dir_message_read(dir) || dir->src_eof || moved >= budget)
+            break;
+        /* read more */
+        size_t room;
+        if (!dir->buf) {
+            dir->buf = buf_get(r->w->bufs, r->conf.buf_size);
+            if (!dir->buf) {
+                relay_stop(r);
+                r->on_end(r, TR_INTERNAL_SERVER_ERROR);
+                return -1;
+            }
+        }
+        if (buf_room(dir->buf) == 0)
+            buf_compact(dir->buf);
+        room = buf_room(dir->buf);
+        if (room == 0)
+            break; /* unvalidated bytes fill the buffer: the scanner needs more */
+        if (dir->mode == RM_LENGTH)
+            room = (size_t)MIN((uint64_t)room, dir->remaining);
+        room = limit_allow(r, dir, room);
+        if (room == 0)
+            break;
+        ssize_t n = conn_recv(src, buf_end(dir->buf), room);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                break;
+            relay_stop(r);
+            r->on_end(r, read_reason(d));
+            return -1;
+        }
+        if (n == 0) {
+            dir->src_eof = true;
+            if (r->first_eof < 0)
+                r->first_eof = d;
+            if (dir->mode == RM_LENGTH || dir->mode == RM_SCAN) {
+                /* the message was cut short */
+                relay_stop(r);
+                r->on_end(r, d == 0 ? TR_CLOSED_EARLY_BY_CLIENT : TR_CLOSED_BY_UPSTREAM);
+                return -1;
+            }
+            continue; /* flush what is left */
+        }
+        dir->buf->tail += (uint32_t)n;
+        dir->read_bytes += (uint64_t)n;
+        dir->win_used += (uint64_t)n;
+    }
+    return (ssize_t)moved;
+}
+
+#ifdef HAVE_SPLICE
+/* Move bytes of direction d with splice(). Returns progress, -1 after ending the
+ * relay, or -2 when splice is not possible on these sockets (fall back). */
+static ssize_t dir_pump_splice(struct relay *r, int d, size_t budget)
+{
+    struct relay_dir *dir = &r->dir[d];
+    struct conn *src = r->side[d].c, *dst = r->side[!d].c;
+    size_t moved = 0;
+
+    if (!dir->pipe) {
+        dir->pipe = pipe_get(r->w->pipes);
+        if (!dir->pipe)
+            return -2;
+    }
+    for (;;) {
+        if (dir->pipe->len) {
+            ssize_t w = splice(dir->pipe->rfd, NULL, dst->fd, NULL, dir->pipe->len,
+                               SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN) {
+                    dst->want = CO_WANT_WRITE;
+                    break;
+                }
+                relay_stop(r);
+                r->on_end(r, write_reason(!d));
+                return -1;
+            }
+            dir->pipe->len -= (size_t)w;
+            dir->bytes += (uint64_t)w;
+            moved += (size_t)w;
+            if (dir->pipe->len)
+                continue;
+        }
+        if (dir_message_read(dir) || dir->src_eof || moved >= budget)
+            break;
+        size_t want = PIPE_CAP;
+        if (dir->mode == RM_LENGTH)
+            want = (size_t)MIN((uint64_t)want, dir->remaining);
+        want = limit_allow(r, dir, want);
+        if (want == 0)
+            break;
+        ssize_t n = splice(src->fd, NULL, dir->pipe->wfd, NULL, want,
+                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                src->want = CO_WANT_READ;
+                break;
+            }
+            if ((errno == EINVAL || errno == ENOSYS) && dir->read_bytes == 0)
+                return -2;
+            relay_stop(r);
+            r->on_end(r, read_reason(d));
+            return -1;
+        }
+        if (n == 0) {
+            dir->src_eof = true;
+            src->flags |= CO_F_EOF;
+            if (r->first_eof < 0)
+                r->first_eof = d;
+            if (dir->mode == RM_LENGTH) {
+                relay_stop(r);
+                r->on_end(r, d == 0 ? TR_CLOSED_EARLY_BY_CLIENT : TR_CLOSED_BY_UPSTREAM);
+                return -1;
+            }
+            continue;
+        }
+        dir->pipe->len += (size_t)n;
+        dir->read_bytes += (uint64_t)n;
+        dir->win_used += (uint64_t)n;
+        if (dir->mode == RM_LENGTH)
+            dir->remaining -= (uint64_t)n;
+    }
+    if (dir->pipe && dir->pipe->len == 0) {
+        pipe_put(r->w->pipes, dir->pipe);
+        dir->pipe = NULL;
+    }
+    return (ssize_t)moved;
+}
+#endif
+
+/* Is direction d all written out? */
+static bool dir_drained(const struct relay_dir *dir)
+{
+    return !(dir->buf && dir->ready) && !(dir->pipe && dir->pipe->len);
+}
+
+static ssize_t dir_pump(struct relay *r, int d, size_t budget)
+{
+    struct relay_dir *dir = &r->dir[d];
+
+#ifdef HAVE_SPLICE
+    /* splice when nobody needs to see the bytes and no userspace bytes wait */
+    if (r->splice_ok && dir->mode != RM_SCAN && !dir->buf) {
+        ssize_t n = dir_pump_splice(r, d, budget);
+        if (n != -2)
+            return n;
+        r->splice_ok = false; /* not possible here: stay in userspace from now on */
+        if (dir->pipe) {
+            pipe_put(r->w->pipes, dir->pipe);
+            dir->pipe = NULL;
+        }
+    }
+#endif
+    return dir_pump_buf(r, d, budget);
+}
+
+/* One full pass; returns RELAY_GONE if the relay ended. */
+static int relay_run(struct relay *r)
+{
+    size_t total = 0;
+
+    for (;;) {
+        ssize_t progress = 0;
+
+        for (int d = 0; d < 2; d++) {
+            struct relay_dir *dir = &r->dir[d];
+            if (dir->mode == RM_OFF || dir->complete)
+                continue;
+            ssize_t n = dir_pump(r, d, r->conf.yield_size);
+            if (n < 0)
+                return RELAY_GONE;
+            progress += n;
+
+            if (dir_drained(dir) && dir_message_read(dir)) {
+                dir->complete = true;
+                if (r->on_dir_done(r, d) == RELAY_GONE)
+                    return RELAY_GONE;
+                progress++; /* the owner may have changed modes: loop again */
+                continue;
+            }
+            if (dir->mode == RM_STREAM && dir->src_eof && dir_drained(dir) && !dir->shut_done) {
+                if (dir->shut_on_eof) {
+                    struct relay_side *dst = &r->side[!d];
+                    if (conn_shutw(dst->c) < 0 && errno == EAGAIN) {
+                        dst->shut_pending = true;
+                        continue;
+                    }
+                    dst->shut_pending = false;
+                }
+                dir->shut_done = true;
+                dir->complete = true;
+                progress++;
+            }
+        }
+
+        /* both stream directions done: the tunnel ended */
+        if (r->dir[0].mode == RM_STREAM && r->dir[1].mode == RM_STREAM && r->dir[0].complete &&
+            r->dir[1].complete) {
+            /* the side that closed first names the reason */
+            enum task_reason reason = r->first_eof == 0   ? TR_CLOSED_BY_CLIENT
+                                      : r->first_eof == 1 ? TR_CLOSED_BY_UPSTREAM
+                                                          : TR_FINISHED;
+            relay_stop(r);
+            r->on_end(r, reason);
+            return RELAY_GONE;
+        }
+        total += (size_t)progress;
+        if (progress == 0 || total >= r->conf.yield_size)
+            break;
+    }
+    relay_arm(r);
+    return RELAY_GO;
+}
+
+/* Arm each side's watcher for what its pending operations need. */
+static void relay_arm(struct relay *r)
+{
+    for (int s = 0; s < 2; s++) {
+        struct relay_side *side = &r->side[s];
+        struct relay_dir *in = &r->dir[s], *out = &r->dir[!s];
+        unsigned ev = 0;
+        bool wants_read = in->mode != RM_OFF && !in->complete && !in->src_eof && !in->paused &&
+                          !dir_message_read(in) && !(in->buf && buf_room(in->buf) == 0 && in->ready);
+        bool wants_write = (out->mode != RM_OFF && !dir_drained(out)) || side->shut_pending;
+
+        /* TLS may need the opposite event to make progress */
+        if (wants_read)
+            ev |= side->c->want == CO_WANT_WRITE && side->c->xprt == &xprt_tls ? EV_WRITE : EV_READ;
+        if (wants_write)
+            ev |= side->c->want == CO_WANT_READ && side->c->xprt == &xprt_tls ? EV_READ : EV_WRITE;
+        if (ev == side->armed)
+            continue;
+        ev_io_stop(r->w->loop, &side->io);
+        side->armed = ev;
+        if (ev) {
+            ev_io_set(&side->io, side->c->fd, (int)ev);
+            ev_io_start(r->w->loop, &side->io);
+        }
+    }
+}
+
+int relay_kick(struct relay *r)
+{
+    if (r->stopped)
+        return RELAY_GO;
+    if (r->running) {
+        r->again = true;
+        return RELAY_GO;
+    }
+    r->running = true;
+    do {
+        r->again = false;
+        if (relay_run(r) == RELAY_GONE)
+            return RELAY_GONE; /* r may be freed: do not touch it */
+    } while (r->again && !r->stopped);
+    r->running = false;
+    return RELAY_GO;
+}
