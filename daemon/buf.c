@@ -1,5 +1,6 @@
 /* Buffer and pipe pools; see buf.h. Each pool belongs to one worker. */
 #include <fcntl.h>
+#include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -52,6 +53,18 @@ struct buf *buf_get(struct buf_pool *p, size_t size)
     b->head = b->tail = 0;
     p->out++;
     return b;
+}
+
+struct buf *buf_grow(struct buf_pool *p, struct buf *b, size_t size)
+{
+    struct buf *n = buf_get(p, size);
+
+    if (!n)
+        return NULL;
+    memcpy(n->data, buf_ptr(b), buf_len(b));
+    n->tail = (uint32_t)buf_len(b);
+    buf_put(p, b);
+    return n;
 }
 
 void buf_put(struct buf_pool *p, struct buf *b)

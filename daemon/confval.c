@@ -196,7 +196,8 @@ int conf_parse_duration(const char *s, uint64_t *ns)
         uint64_t mul;
     } units[] = {
         {"ns", 1},           {"us", 1000},         {"ms", NS_PER_MS},
-        {"s", NS_PER_SEC},   {"m", 60 * NS_PER_SEC}, {"h", 3600 * NS_PER_SEC},
+        {"s", NS_PER_SEC},   {"m", 60 * NS_PER_SEC}, {"min", 60 * NS_PER_SEC},
+        {"h", 3600 * NS_PER_SEC},
         {"d", 86400 * NS_PER_SEC},
     };
     const char *p = s;
@@ -217,7 +218,7 @@ int conf_parse_duration(const char *s, uint64_t *ns)
         if (!*q) {
             if (!isfinite(d) || d < 0 || d > 1e10)
                 return -1;
-            *ns = (uint64_t)llround(d * 1e9);
+            *ns = (uint64_t)(d * 1e9 + 0.5); /* d >= 0; no libm needed */
             return 0;
         }
     }

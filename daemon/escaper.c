@@ -1,10 +1,93 @@
-/* Common escaper keys. */
+/* Common escaper keys and the connect entry point. */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "daemon.h"
 #include "escaper.h"
+#include "evlog.h"
+#include "stats.h"
+#include "worker.h"
 
 #define EOFF(f) offsetof(struct escaper, f)
+#define ROUTE_MAX_HOPS 16
 
 const struct conf_key escaper_base_keys[] = {
     {"shared_logger", NULL, cp_ascii, EOFF(shared_logger)},
     {"extra_metrics_tags", NULL, cp_metrics_tags, EOFF(extra_tags)},
     {0},
 };
+
+static int fail_now(struct connect_ctx *cc, enum task_reason reason, int status, const char *why)
+{
+    cc->fd = -1;
+    cc->reason = reason;
+    cc->http_status = status;
+    cc->error = why;
+    return -1;
+}
+
+int escaper_tcp_connect(struct escaper *e, struct connect_ctx *cc)
+{
+    cc->fd = -1;
+    cc->used = NULL;
+    cc->tries = 0;
+    cc->priv = NULL;
+    cc->cancel = NULL;
+    cc->start_us = now_mono_us();
+    /* route escapers choose; the graph has no loops (checked at load) but stay bounded */
+    for (int hop = 0; e && (e->ops->caps & ESC_CAP_ROUTE); hop++) {
+        if (hop >= ROUTE_MAX_HOPS || !e->ops->select)
+            return fail_now(cc, TR_ESCAPER_NOT_USABLE, 503, "no route");
+        e = e->ops->select(e, cc->task);
+    }
+    if (!e || !(e->ops->caps & ESC_CAP_TCP) || !e->ops->tcp_connect)
+        return fail_now(cc, TR_ESCAPER_NOT_USABLE, 503, "escaper refuses the request");
+    cc->used = e;
+    STAT_ADD(e->stats->slot[cc->w->id].task_total, 1);
+    return e->ops->tcp_connect(e, cc);
+}
+
+void escaper_connect_cancel(struct connect_ctx *cc)
+{
+    if (cc->cancel) {
+        void (*cancel)(struct connect_ctx *) = cc->cancel;
+        cc->cancel = NULL;
+        cancel(cc);
+    }
+}
+
+void escaper_connect_done(struct connect_ctx *cc)
+{
+    cc->cancel = NULL;
+    cc->spend_us = now_mono_us() - cc->start_us;
+    cc->on_done(cc, cc->fd >= 0);
+}
+
+void escaper_log_connect_error(struct escaper *e, struct connect_ctx *cc, const char *escaper_type)
+{
+    struct daemon *d = e->obj.gen->d;
+    struct evrec r;
+    char id[33], up[HOST_MAX + 8];
+
+    if (!d || !d->evlog || !evlog_enabled(d->evlog, EVLOG_ESCAPE))
+        return;
+    evrec_init(&r, EVLOG_ESCAPE, LOG_LV_WARN, cc->error);
+    evrec_str(&r, "escaper_type", escaper_type);
+    evrec_str(&r, "escaper_name", e->obj.name);
+    evrec_str(&r, "escape_type", "TcpConnect");
+    if (cc->task)
+        evrec_str(&r, "task_id", task_id_str(cc->task, id));
+    snprintf(up, sizeof(up), cc->target.kind == HOST_IP && cc->target.ip.family == AF_INET6
+                                 ? "[%s]:%u" : "%s:%u", cc->target.host, cc->target.port);
+    evrec_str(&r, "upstream", up);
+    if (cc->bind_ip.family)
+        evrec_ip(&r, "next_bind_ip", &cc->bind_ip);
+    if (cc->bound.sa.sa_family)
+        evrec_addr(&r, "next_bound_addr", &cc->bound);
+    if (cc->peer.sa.sa_family)
+        evrec_addr(&r, "next_peer_addr", &cc->peer);
+    evrec_u64(&r, "tcp_connect_tries", cc->tries);
+    evrec_dur(&r, "tcp_connect_spend", (now_mono_us() - cc->start_us) * 1000);
+    evrec_str(&r, "reason", task_reason_name(cc->reason));
+    evlog_emit(d->evlog, &r);
+}

@@ -110,6 +110,7 @@ static void gen_destroy(struct generation *g)
             obj_destroy(g->objs[k][i]);
         free(g->objs[k]);
     }
+    free(g->own);
     free(g);
 }
 
@@ -364,6 +365,17 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
                 free(lerr);
                 goto fail;
             }
+        }
+        /* our own addresses stay known to tasks of this generation after it is replaced */
+        g->own = calloc(g->n[OBJ_SERVER] + 1, sizeof(*g->own));
+        if (!g->own) {
+            err_set(err, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
+            struct server *s = (struct server *)g->objs[OBJ_SERVER][i];
+            if (s->lset)
+                g->own[g->nown++] = s->lset->bound;
         }
     }
     return g;

@@ -117,3 +117,62 @@ void listen_set_unref(struct listen_set *ls)
         close(ls->fds[i]);
     free(ls);
 }
+
+static bool same_ip(const union sockaddr_any *a, const union sockaddr_any *b)
+{
+    struct ip_addr x, y;
+
+    sockaddr_to_ip(a, &x, NULL);
+    sockaddr_to_ip(b, &y, NULL);
+    if (x.family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&x.v6)) {
+        x.family = AF_INET;
+        memcpy(&x.v4, &x.v6.s6_addr[12], 4);
+    }
+    if (y.family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&y.v6)) {
+        y.family = AF_INET;
+        memcpy(&y.v4, &y.v6.s6_addr[12], 4);
+    }
+    return x.family == y.family && !memcmp(x.b, y.b, x.family == AF_INET ? 4 : 16);
+}
+
+static bool is_wildcard(const union sockaddr_any *sa)
+{
+    if (sa->sa.sa_family == AF_INET)
+        return sa->in.sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&sa->in6.sin6_addr);
+}
+
+static bool is_loopback(const union sockaddr_any *sa)
+{
+    struct ip_addr ip;
+    static struct ip_net lo4 = {.addr = {.family = AF_INET, .b = {127}}, .prefix = 8};
+    static struct ip_net lo6 = {.addr = {.family = AF_INET6, .b = {[15] = 1}}, .prefix = 128};
+
+    sockaddr_to_ip(sa, &ip, NULL);
+    return ip_in_net(&ip, &lo4) || ip_in_net(&ip, &lo6);
+}
+
+bool listen_is_own(const struct generation *g, const union sockaddr_any *peer,
+                   const union sockaddr_any *local)
+{
+    uint16_t pport;
+    struct ip_addr pip;
+
+    sockaddr_to_ip(peer, &pip, &pport);
+    for (size_t i = 0; g && i < g->nown; i++) {
+        const union sockaddr_any *own = &g->own[i];
+        uint16_t lport;
+        struct ip_addr lip;
+
+        sockaddr_to_ip(own, &lip, &lport);
+        if (lport != pport)
+            continue;
+        if (is_wildcard(own)) {
+            if (is_loopback(peer) || (local && same_ip(peer, local)))
+                return true;
+        } else if (same_ip(peer, own)) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "confval.h"
 #include "control.h"
 #include "daemon.h"
 #include "listener.h"

@@ -12,6 +12,7 @@ static const struct obj_ops *const resolvers[] = {
 };
 
 static const struct obj_ops *const escapers[] = {
+    OPS(escaper_direct_fixed_ops),
     OPS(escaper_dummy_deny_ops),
     NULL,
 };
@@ -21,6 +22,7 @@ static const struct obj_ops *const user_groups[] = {
 };
 
 static const struct obj_ops *const servers[] = {
+    OPS(server_http_proxy_ops),
     OPS(server_dummy_close_ops),
     NULL,
 };
@@ -36,12 +38,12 @@ static const struct obj_ops *const *const lists[OBJ_NKINDS] = {
  * "unsupported" instead of "unknown". Spelled without underscores. */
 static const char *const unsupported[OBJ_NKINDS] = {
     [OBJ_RESOLVER] = " cares hickory hickorydns trustdns failover ",
-    [OBJ_ESCAPER] = " directfixed directfloat directdynamic proxyhttp proxyhttps proxysocks5 "
+    [OBJ_ESCAPER] = " directfloat directdynamic proxyhttp proxyhttps proxysocks5 "
                     "proxysocks5s proxyfloat proxydynamic routeupstream routeclient routeresolved "
                     "routedstip routeselect routefailover routemapping routequery routegeoip "
                     "trickfloat diverttcp complyaudit ",
     [OBJ_USER_GROUP] = " basic facts ldap ",
-    [OBJ_SERVER] = " httpproxy socksproxy intelliproxy ppdptcpport ppdptcp tcpstream tlsstream "
+    [OBJ_SERVER] = " socksproxy intelliproxy ppdptcpport ppdptcp tcpstream tlsstream "
                    "sniproxy httprproxy httpreverseproxy httpgateway plaintcpport plaintcp "
                    "plaintlsport plaintls nativetlsport nativetls plainquicport tcptproxy ",
 };

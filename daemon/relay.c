@@ -94,7 +94,7 @@ void relay_init(struct relay *r, struct worker *w, struct conn *client, struct c
 }
 
 void relay_dir_set(struct relay *r, int d, enum relay_mode mode, uint64_t length,
-                   relay_scan_fn scan, void *scan_state, struct buf *pre)
+                   relay_scan_fn scan, void *scan_state, struct buf *pre, size_t pre_ready)
 {
     struct relay_dir *dir = &r->dir[d];
 
@@ -108,13 +108,14 @@ void relay_dir_set(struct relay *r, int d, enum relay_mode mode, uint64_t length
     dir->src_eof = r->side[d].c->flags & CO_F_EOF;
     dir->ready = 0;
     if (pre) {
+        BUG_ON(dir->buf && buf_len(dir->buf));
+        buf_put(r->w->bufs, dir->buf);
+        dir->buf = NULL;
         if (buf_len(pre) == 0) {
-            buf_put(r->w->bufs, pre);
-        } else if (dir->buf) {
-            /* bytes already here come first; the caller never hands over both */
             buf_put(r->w->bufs, pre);
         } else {
             dir->buf = pre;
+            dir->ready = pre_ready;
         }
     }
 }
@@ -189,7 +190,9 @@ static int dir_account(struct relay *r, struct relay_dir *dir)
 {
     size_t have = buf_len(dir->buf);
 
-    if (dir->mode == RM_STREAM) {
+    if (dir->mode == RM_HOLD) {
+        return 0;
+    } else if (dir->mode == RM_STREAM) {
         dir->ready = have;
     } else if (dir->mode == RM_LENGTH) {
         uint64_t add = MIN((uint64_t)(have - dir->ready), dir->remaining);
@@ -283,6 +286,12 @@ static ssize_t dir_pump_buf(struct relay *r, int d, size_t budget)
             dir->src_eof = true;
             if (r->first_eof < 0)
                 r->first_eof = d;
+            if (dir->mode == RM_HOLD) {
+                if (r->on_hold(r, d) == RELAY_GONE)
+                    return -1;
+                moved++;
+                break;
+            }
             if (dir->mode == RM_LENGTH || dir->mode == RM_SCAN) {
                 /* the message was cut short */
                 relay_stop(r);
@@ -294,6 +303,12 @@ static ssize_t dir_pump_buf(struct relay *r, int d, size_t budget)
         dir->buf->tail += (uint32_t)n;
         dir->read_bytes += (uint64_t)n;
         dir->win_used += (uint64_t)n;
+        if (dir->mode == RM_HOLD) {
+            if (r->on_hold(r, d) == RELAY_GONE)
+                return -1;
+            moved++; /* progress: the owner may have changed the mode */
+            break;
+        }
     }
     return (ssize_t)moved;
 }
@@ -394,7 +409,7 @@ static ssize_t dir_pump(struct relay *r, int d, size_t budget)
 
 #ifdef HAVE_SPLICE
     /* splice when nobody needs to see the bytes and no userspace bytes wait */
-    if (r->splice_ok && dir->mode != RM_SCAN && !dir->buf) {
+    if (r->splice_ok && (dir->mode == RM_STREAM || dir->mode == RM_LENGTH) && !dir->buf) {
         ssize_t n = dir_pump_splice(r, d, budget);
         if (n != -2)
             return n;
@@ -473,8 +488,11 @@ static void relay_arm(struct relay *r)
         struct relay_side *side = &r->side[s];
         struct relay_dir *in = &r->dir[s], *out = &r->dir[!s];
         unsigned ev = 0;
+        /* a buffer full of bytes that cannot leave yet (waiting for the writer, the
+         * scanner or the owner) stops reading */
+        bool full = in->buf && buf_room(in->buf) == 0 && (in->ready || in->buf->head == 0);
         bool wants_read = in->mode != RM_OFF && !in->complete && !in->src_eof && !in->paused &&
-                          !dir_message_read(in) && !(in->buf && buf_room(in->buf) == 0 && in->ready);
+                          !dir_message_read(in) && !full;
         bool wants_write = (out->mode != RM_OFF && !dir_drained(out)) || side->shut_pending;
 
         /* TLS may need the opposite event to make progress */

@@ -1,7 +1,9 @@
 /* Task registration on workers; see task.h. */
 #include <stdio.h>
 
+#include "evlog.h"
 #include "gen.h"
+#include "obj_types.h"
 #include "stats.h"
 #include "task.h"
 #include "worker.h"
@@ -85,4 +87,33 @@ const char *task_id_str(const struct task *t, char *buf)
     for (int i = 0; i < 16; i++)
         sprintf(buf + 2 * i, "%02x", t->id[i]);
     return buf;
+}
+
+void task_log_begin(struct evrec *r, const struct task *t, const char *server_type,
+                    const char *task_type, const char *stage, const char *escaper,
+                    uint64_t ready_us)
+{
+    char id[33];
+    uint64_t now = now_mono_us();
+
+    evrec_init(r, EVLOG_TASK, t->reason == TR_FINISHED || t->reason == TR_CLOSED_BY_CLIENT ||
+                                      t->reason == TR_CLOSED_BY_UPSTREAM
+                                  ? LOG_LV_INFO
+                                  : LOG_LV_WARN,
+               task_reason_name(t->reason));
+    evrec_str(r, "server_type", server_type);
+    evrec_str(r, "server_name", t->srv->obj.name);
+    evrec_str(r, "task_type", task_type);
+    evrec_str(r, "task_id", task_id_str(t, id));
+    evrec_str(r, "task_event", "Finished");
+    evrec_str(r, "stage", stage);
+    evrec_time(r, "start_at", t->start_wall_us);
+    if (escaper)
+        evrec_str(r, "escaper", escaper);
+    evrec_str(r, "reason", task_reason_name(t->reason));
+    if (ready_us) {
+        evrec_dur(r, "wait_time", 0);
+        evrec_dur(r, "ready_time", (ready_us - t->start_mono_us) * 1000);
+    }
+    evrec_dur(r, "total_time", (now - t->start_mono_us) * 1000);
 }

@@ -17,6 +17,7 @@
 #include "registry.h"
 #include "server.h"
 #include "task.h"
+#include "upool.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 64
@@ -242,10 +243,30 @@ void workers_switch_gen(struct daemon *d)
             log_err("worker %u: out of memory: cannot switch generation", i);
 }
 
+void worker_conn_add(struct worker *w, struct wconn *c)
+{
+    list_add_tail(&w->conns, &c->link);
+}
+
+void worker_conn_del(struct wconn *c)
+{
+    list_del(&c->link);
+}
+
+static void kill_conns(struct worker *w, bool idle_only)
+{
+    struct list *pos, *tmp;
+
+    list_for_each_safe(pos, tmp, &w->conns)
+        container_of(pos, struct wconn, link)->kill(container_of(pos, struct wconn, link),
+                                                    idle_only);
+}
+
 static void do_offline(struct worker *w, void *arg)
 {
     w->offline = true;
     listeners_stop(w);
+    kill_conns(w, true);
 }
 
 void workers_go_offline(struct daemon *d)
@@ -258,6 +279,7 @@ static void do_kill(struct worker *w, void *arg)
 {
     struct list *pos, *tmp;
 
+    kill_conns(w, false);
     list_for_each_safe(pos, tmp, &w->tasks) {
         struct task *t = container_of(pos, struct task, wlink);
         if (t->kill)
@@ -298,13 +320,15 @@ int worker_create(struct daemon *d, unsigned id, struct worker **out, char **err
     LIST_INIT(&w->q);
     LIST_INIT(&w->pins);
     LIST_INIT(&w->tasks);
+    LIST_INIT(&w->conns);
     ev_async_init(&w->wake, on_wake);
     ev_async_start(w->loop, &w->wake);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng)
         w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)id << 32) ^ now_mono_us();
     w->bufs = buf_pool_new();
     w->pipes = pipe_pool_new();
-    if (!w->bufs || !w->pipes) {
+    w->upool = upool_new(w);
+    if (!w->bufs || !w->pipes || !w->upool) {
         worker_free(w);
         return err_set(err, "out of memory");
     }
@@ -383,6 +407,7 @@ void worker_free(struct worker *w)
         list_del(pos);
         free(container_of(pos, struct wcall, link));
     }
+    upool_free(w->upool);
     buf_pool_free(w->bufs);
     pipe_pool_free(w->pipes);
     ev_loop_destroy(w->loop);

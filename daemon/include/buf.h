@@ -55,6 +55,9 @@ struct buf_pool *buf_pool_new(void);
 void buf_pool_free(struct buf_pool *p);
 /* A buffer of at least `size` bytes (0 = default), empty. NULL on OOM. */
 struct buf *buf_get(struct buf_pool *p, size_t size);
+/* A copy of b's bytes in a buffer of at least `size` bytes; b is given back. NULL on
+ * OOM (b is kept then). */
+struct buf *buf_grow(struct buf_pool *p, struct buf *b, size_t size);
 /* Give a buffer back (NULL ok). */
 void buf_put(struct buf_pool *p, struct buf *b);
 /* Buffers held out of the pool / cached in it (for stats and tests). */

@@ -30,6 +30,8 @@ struct generation {
     struct obj **objs[OBJ_NKINDS]; /* owned: objects by kind, in config order */
     size_t n[OBJ_NKINDS];
     struct daemon *d;           /* borrowed */
+    union sockaddr_any *own;    /* owned: bound listen addresses (dead-loop detection) */
+    size_t nown;
 };
 
 /* Build a generation from specs. old (may be NULL) is the current one: state is

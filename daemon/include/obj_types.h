@@ -18,6 +18,7 @@ struct generation;
 struct worker;
 struct task;
 struct accepted;
+struct connect_ctx;
 
 enum obj_kind {
     OBJ_RESOLVER = 0,
@@ -60,11 +61,15 @@ struct obj {
 /* ------------------------------------------------------------------ resolvers */
 struct resolver;
 struct resolve_query;
+struct resolve_shared;
+struct resolve_slot;
+struct evrec;
 struct resolve_result {
     int err;                    /* 0 or RESOLVE_E_* */
     size_t n;
     struct ip_addr *ips;        /* borrowed: valid during the callback only */
     uint32_t ttl;               /* seconds */
+    uint8_t why;                /* RESOLVE_W_*: detail of err for logs and fail_over; 0 = none */
 };
 #define RESOLVE_E_NOTFOUND  1   /* NXDOMAIN or no record of that family */
 #define RESOLVE_E_TIMEOUT   2
@@ -72,22 +77,58 @@ struct resolve_result {
 #define RESOLVE_E_DENIED    4   /* deny_all, or redirected to nothing */
 #define RESOLVE_E_INTERNAL  5
 #define RESOLVE_E_CANCELLED 6
+/* Details (g3proxy's error_type / error_subtype in the Resolve log, see resolve.c). */
+#define RESOLVE_W_NODATA        1   /* the name exists without a record of that family */
+#define RESOLVE_W_NXDOMAIN      2   /* ServerError NOTFOUND */
+#define RESOLVE_W_FORMERR       3
+#define RESOLVE_W_SERVFAIL      4
+#define RESOLVE_W_NOTIMP        5
+#define RESOLVE_W_REFUSED       6
+#define RESOLVE_W_BADQUERY      7   /* DriverError ... */
+#define RESOLVE_W_BADNAME       8
+#define RESOLVE_W_BADFAMILY     9
+#define RESOLVE_W_BADRESP       10
+#define RESOLVE_W_CONNREFUSED   11
+#define RESOLVE_W_TIMEOUT       12
+#define RESOLVE_W_INTERNAL      13
+#define RESOLVE_W_NORESOLVER    14  /* LocalError: deny_all */
+#define RESOLVE_W_DRIVER_TIMEOUT 15 /* LocalError: protective_query_timeout or max_timeout */
 typedef void (*resolve_cb)(void *arg, const struct resolve_result *res);
 
 struct resolver_ops {
     OBJ_OPS_HEAD(struct resolver);
-    /* Start a query for one family (AF_INET/AF_INET6) on worker w. cb runs later on w,
-     * exactly once, unless the returned handle is cancelled first. NULL = failed at
-     * once (cb not called). */
+    /* Start a query for one family (AF_INET/AF_INET6) on worker w. cb runs later on w
+     * (never inside this call), exactly once, unless the returned handle is cancelled
+     * first. NULL = failed at once (cb not called): the caller reports
+     * RESOLVE_E_DENIED. Called by resolve.c only. */
     struct resolve_query *(*query)(struct resolver *r, struct worker *w, const char *name,
                                    int family, resolve_cb cb, void *arg);
-    /* Cancel a pending query: its callback will not run. */
+    /* Cancel a pending query: its callback will not run. Never called from inside
+     * that query's own callback. May be NULL when query never returns a handle. */
     void (*cancel)(struct resolve_query *q);
+    /* Add driver fields to a Resolve log record (c-ares: server, bind_ipv4/6). May be
+     * NULL. Any thread that uses r. */
+    void (*log_fields)(const struct resolver *r, struct evrec *rec);
+};
+
+/* Cache settings: the common resolver keys (resolver_base_keys in resolver.h). */
+struct resolver_cache_conf {
+    uint64_t graceful_stop_wait_ns;      /* 30s; accepted, see resolver.c */
+    uint64_t protective_query_timeout_ns; /* 60s: a driver query never runs longer */
+    uint32_t positive_min_ttl;           /* 30 */
+    uint32_t positive_max_ttl;           /* 3600 */
+    uint32_t negative_min_ttl;           /* 30 */
 };
 
 struct resolver {
     struct obj obj;
     const struct resolver_ops *ops; /* borrowed: static */
+    struct resolver_cache_conf cache; /* resolver_base_keys */
+    /* Caching resolvers only (set up by resolve_cache_init(); NULL for deny_all): */
+    struct resolve_shared *shared;  /* ref: the per-worker caches, kept across reloads */
+    struct resolve_slot **slots;    /* arena: [nslots] per-worker state (in-flight
+                                     * queries), each created and freed on its worker */
+    unsigned nslots;
 };
 
 /* A resolver query that can be cancelled; drivers embed it. */
@@ -109,11 +150,10 @@ struct escaper_ops {
     /* Route escapers: the next escaper for this task (same generation), or NULL to
      * refuse. Called on the task's worker. NULL for non-route escapers. */
     struct escaper *(*select)(struct escaper *e, struct task *t);
-    /* Connect to the task's target (t->upstream) on t's worker. Exactly one of
-     * t->on_connected(t, fd/conn) or t->on_connect_failed(t) runs later, unless the
-     * task is closed first (escapers watch for that through the task). Returns 0, or
-     * -1 with the task's reason set if it failed at once. NULL unless ESC_CAP_TCP. */
-    int (*tcp_connect)(struct escaper *e, struct task *t);
+    /* Connect to cc->target on cc->w (see struct connect_ctx in escaper.h): 0 and
+     * escaper_connect_done() later, or -1 with the results set when it failed at
+     * once. Set cc->cancel while pending. NULL unless ESC_CAP_TCP. */
+    int (*tcp_connect)(struct escaper *e, struct connect_ctx *cc);
 };
 
 struct escaper {

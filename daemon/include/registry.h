@@ -17,7 +17,9 @@ const void *registry_find(enum obj_kind kind, const char *type, bool *unsupporte
 const struct obj_ops *const *registry_list(enum obj_kind kind);
 
 extern const struct resolver_ops resolver_deny_all_ops;
+extern const struct escaper_ops escaper_direct_fixed_ops;
 extern const struct escaper_ops escaper_dummy_deny_ops;
+extern const struct server_ops server_http_proxy_ops;
 extern const struct server_ops server_dummy_close_ops;
 
 #endif

@@ -31,6 +31,7 @@ enum relay_mode {
     RM_STREAM,    /* until end of stream */
     RM_LENGTH,    /* exactly `remaining` bytes */
     RM_SCAN,      /* until the scanner says the message ended */
+    RM_HOLD,      /* read into the buffer without forwarding; on_hold() looks at it */
 };
 
 /* Framing scanner: validate up to n new bytes at p (they follow what was already
@@ -95,6 +96,9 @@ struct relay {
     void *owner;                /* borrowed: for callbacks */
     /* A LENGTH or SCAN direction completed (its bytes are all written). */
     int (*on_dir_done)(struct relay *r, int dir);
+    /* A HOLD direction read more bytes (or its source ended: dir->src_eof). The owner
+     * inspects r->dir[dir].buf, may consume from it and change the mode. */
+    int (*on_hold)(struct relay *r, int dir);
     /* The relay ended: both STREAM directions finished (reason TR_FINISHED /
      * TR_CLOSED_BY_*), an error, or idle. The owner cleans up. */
     void (*on_end)(struct relay *r, enum task_reason reason);
@@ -104,10 +108,13 @@ struct relay {
  * direction gets a mode and relay_kick() runs). */
 void relay_init(struct relay *r, struct worker *w, struct conn *client, struct conn *upstream,
                 const struct relay_conf *conf, void *owner);
-/* Configure a direction. Bytes already read from its source (e.g. pipelined after a
- * request head) can be handed over in `pre` (taken; may be NULL). */
+/* Configure a direction. Bytes for its destination can be handed over in `pre`
+ * (taken; may be NULL): its first pre_ready bytes are sent as they are (e.g. a
+ * rewritten head), the rest counts as read from the source (e.g. body bytes that came
+ * with the head). A direction that already holds bytes keeps them and pre must be
+ * NULL. */
 void relay_dir_set(struct relay *r, int dir, enum relay_mode mode, uint64_t length,
-                   relay_scan_fn scan, void *scan_state, struct buf *pre);
+                   relay_scan_fn scan, void *scan_state, struct buf *pre, size_t pre_ready);
 /* Start moving / re-evaluate after the owner changed something. May call the
  * callbacks before it returns; returns RELAY_GONE if one of them freed the relay. */
 int relay_kick(struct relay *r);

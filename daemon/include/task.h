@@ -76,6 +76,12 @@ static inline void task_set_reason(struct task *t, enum task_reason r)
     if (t->reason == TR_NONE)
         t->reason = r;
 }
+struct evrec;
+/* Start a task log record with the fields every task has (reference §3): server
+ * type/name, task type/id/event, stage, start_at, user, escaper, reason, times. */
+void task_log_begin(struct evrec *r, const struct task *t, const char *server_type,
+                    const char *task_type, const char *stage, const char *escaper,
+                    uint64_t ready_us);
 /* "0f1e...": 32 hex digits. buf >= 33. */
 const char *task_id_str(const struct task *t, char *buf);
 

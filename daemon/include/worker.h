@@ -6,6 +6,7 @@
 
 #include <ev.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -33,6 +34,7 @@ struct wlistener {
 
 struct buf_pool;
 struct pipe_pool;
+struct upool;
 
 struct worker {
     struct daemon *d;           /* borrowed */
@@ -51,6 +53,7 @@ struct worker {
     bool started;               /* the thread runs */
 
     struct list tasks;          /* alive tasks */
+    struct list conns;          /* client connections that outlive tasks (keep-alive) */
     uint64_t ntasks;            /* STAT: read by the main thread */
     uint64_t accepted;          /* STAT */
     uint64_t rng;               /* xorshift state */
@@ -58,6 +61,7 @@ struct worker {
 
     struct buf_pool *bufs;      /* owned */
     struct pipe_pool *pipes;    /* owned */
+    struct upool *upool;        /* owned: idle upstream connections */
 };
 
 int worker_create(struct daemon *d, unsigned id, struct worker **out, char **err);
@@ -75,6 +79,16 @@ void workers_switch_gen(struct daemon *d);
 void workers_go_offline(struct daemon *d);
 /* Cancel every task (end of graceful offline, or fast quit). */
 void workers_kill_tasks(struct daemon *d);
+
+/* A client connection that can sit between tasks (HTTP keep-alive). Offline closes
+ * idle ones at once and the others when their request ends; quit closes all. */
+struct wconn {
+    struct list link;           /* in worker->conns */
+    /* Close now if idle (idle_only) or unconditionally. */
+    void (*kill)(struct wconn *c, bool idle_only);
+};
+void worker_conn_add(struct worker *w, struct wconn *c);
+void worker_conn_del(struct wconn *c);
 
 /* Pin the current generation for a new task; release it when the task ends. */
 struct gen_pin *worker_pin(struct worker *w);
