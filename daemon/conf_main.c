@@ -97,7 +97,9 @@ static int add_dir(struct conf_ctx *cx, const struct cnode *at, enum obj_kind ki
         char *p;
         if (de->d_name[0] == '.' || strcmp(path_suffix(de->d_name), suffix) != 0)
             continue;
-        if (asprintf(&p, "%s/%s", dir, de->d_name) < 0) {
+        size_t dl = strlen(dir);
+        if (asprintf(&p, "%.*s/%s", (int)(dl > 1 && dir[dl - 1] == '/' ? dl - 1 : dl), dir,
+                     de->d_name) < 0) {
             rc = conf_fail(cx, at, "out of memory");
             break;
         }

@@ -1,5 +1,6 @@
 /* Generations: build every object from its config, link names, check for loops,
  * inherit state from the previous generation, open or reuse listeners. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,29 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
         }
     }
 
+    /* two servers on one fixed address would share its connections at random */
+    for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
+        struct server *a = (struct server *)g->objs[OBJ_SERVER][i];
+        if (!(a->ops->caps & SRV_CAP_TCP_LISTEN) || !a->listen.set)
+            continue;
+        uint16_t pa = ntohs(a->listen.addr.sa.sa_family == AF_INET ? a->listen.addr.in.sin_port
+                                                                  : a->listen.addr.in6.sin6_port);
+        for (size_t j = 0; pa && j < i; j++) {
+            struct server *b = (struct server *)g->objs[OBJ_SERVER][j];
+            if ((b->ops->caps & SRV_CAP_TCP_LISTEN) && b->listen.set &&
+                b->listen.addrlen == a->listen.addrlen &&
+                !memcmp(&b->listen.addr, &a->listen.addr, a->listen.addrlen)) {
+                const struct cnode *ln = cmap_get(a->obj.conf, "listen");
+                if (!ln)
+                    ln = a->obj.conf;
+                err_set(err, "%s:%u:%u: server '%s': key 'listen': address already used by "
+                             "server '%s'", ln->file->path, ln->line, ln->col, a->obj.name,
+                        b->obj.name);
+                goto fail;
+            }
+        }
+    }
+
     /* listening sockets last: nothing is opened for a config that fails earlier */
     if (bind_listeners) {
         for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
@@ -355,7 +379,7 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
 
             if (!(s->ops->caps & SRV_CAP_TCP_LISTEN) || !s->listen.set)
                 continue;
-            s->lset = listen_get(old, &s->listen, d->nworkers, &lerr);
+            s->lset = listen_get(old, s->obj.name, &s->listen, d->nworkers, &lerr);
             if (!s->lset) {
                 const struct cnode *ln = cmap_get(s->obj.conf, "listen");
                 if (!ln)

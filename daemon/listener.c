@@ -59,15 +59,25 @@ fail:
     return -1;
 }
 
-struct listen_set *listen_get(const struct generation *cur, const struct listen_conf *conf,
-                              unsigned nworkers, char **err)
+static bool port_zero(const struct listen_conf *c)
+{
+    return c->addr.sa.sa_family == AF_INET ? c->addr.in.sin_port == 0 : c->addr.in6.sin6_port == 0;
+}
+
+struct listen_set *listen_get(const struct generation *cur, const char *name,
+                              const struct listen_conf *conf, unsigned nworkers, char **err)
 {
     struct listen_set *ls;
     union sockaddr_any addr = conf->addr;
 
-    for (size_t i = 0; cur && i < cur->n[OBJ_SERVER]; i++) {
-        struct server *s = (struct server *)cur->objs[OBJ_SERVER][i];
-        if (s->lset && listen_conf_equal(&s->lset->conf, conf)) {
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; cur && i < cur->n[OBJ_SERVER]; i++) {
+            struct server *s = (struct server *)cur->objs[OBJ_SERVER][i];
+            if (!s->lset || !listen_conf_equal(&s->lset->conf, conf))
+                continue;
+            /* first the server's own sockets; then a renamed server's, fixed ports only */
+            if (pass == 0 ? strcmp(s->obj.name, name) != 0 : port_zero(conf))
+                continue;
             listen_set_ref(s->lset);
             return s->lset;
         }

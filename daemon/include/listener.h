@@ -22,10 +22,12 @@ struct listen_set {
     int fds[];                  /* fds[i] is watched by worker i % nworkers */
 };
 
-/* The set for conf: one of cur's (may be NULL) with an equal conf, with a new
- * reference, or newly bound sockets (nworkers * conf->instance). NULL + *err. */
-struct listen_set *listen_get(const struct generation *cur, const struct listen_conf *conf,
-                              unsigned nworkers, char **err);
+/* The set for server `name` listening with conf: the set of cur's (may be NULL)
+ * same-named server when its conf is equal, else one of another server of cur with an
+ * equal conf and a fixed port (port 0 sets are never shared between names), each with
+ * a new reference; or newly bound sockets (nworkers * conf->instance). NULL + *err. */
+struct listen_set *listen_get(const struct generation *cur, const char *name,
+                              const struct listen_conf *conf, unsigned nworkers, char **err);
 void listen_set_ref(struct listen_set *ls);
 void listen_set_unref(struct listen_set *ls);
 bool listen_conf_equal(const struct listen_conf *a, const struct listen_conf *b);
