@@ -19,10 +19,15 @@
 #define CONF_MAX_DEPTH 64
 #define CONF_MAX_ANCHORS 4096
 #define CONF_MAX_ALIASES 256
+/* Nodes in a file counting every alias as the subtree it stands for, so walks of the
+ * tree (cnode_equal, grammars) stay bounded when aliases nest aliases ("billion
+ * laughs"); about what a CONF_MAX_FILE file without aliases can hold. */
+#define CONF_MAX_EXPANDED (1u << 24)
 
 struct anchor {
     const char *name;
     struct cnode *node;
+    size_t weight; /* nodes in the subtree, aliases expanded */
 };
 
 struct ybuild {
@@ -32,6 +37,7 @@ struct ybuild {
     struct anchor *anchors;
     size_t nanchors;
     size_t naliases;
+    size_t expanded; /* nodes so far, aliases expanded */
     int depth;
 };
 
@@ -61,10 +67,22 @@ static int ybuild_fail(struct ybuild *b, const yaml_mark_t *m, const char *why)
     return err_set(b->err, "%s:%zu:%zu: YAML: %s", b->f->path, m->line + 1, m->column + 1, why);
 }
 
+/* Count w more nodes (aliases count as their whole subtree). */
+static int expand(struct ybuild *b, size_t w, const yaml_mark_t *m)
+{
+    if (w > CONF_MAX_EXPANDED - b->expanded)
+        return ybuild_fail(b, m, "too many nodes once aliases are expanded");
+    b->expanded += w;
+    return 0;
+}
+
 static struct cnode *node_new(struct ybuild *b, const yaml_mark_t *m, int type)
 {
-    struct cnode *n = arena_alloc(&b->f->arena, sizeof(*n));
+    struct cnode *n;
 
+    if (expand(b, 1, m) < 0)
+        return NULL;
+    n = arena_alloc(&b->f->arena, sizeof(*n));
     if (!n) {
         err_set(b->err, "%s: out of memory", b->f->path);
         return NULL;
@@ -81,7 +99,8 @@ static bool plain_is_null(const char *s, size_t len)
     return len == 0 || (len == 1 && s[0] == '~') || str_ieqn(s, len, "null");
 }
 
-static int add_anchor(struct ybuild *b, const char *name, struct cnode *n, const yaml_mark_t *m)
+static int add_anchor(struct ybuild *b, const char *name, struct cnode *n, size_t weight,
+                      const yaml_mark_t *m)
 {
     if (!name)
         return 0;
@@ -96,6 +115,7 @@ static int add_anchor(struct ybuild *b, const char *name, struct cnode *n, const
     }
     b->anchors[b->nanchors].name = arena_strndup(&b->f->arena, name, strlen(name));
     b->anchors[b->nanchors].node = n;
+    b->anchors[b->nanchors].weight = weight;
     b->nanchors++;
     return 0;
 }
@@ -171,9 +191,13 @@ static struct cnode *parse_node(struct ybuild *b, yaml_event_t *ev)
             ybuild_fail(b, &ev->start_mark, "too many aliases");
             return NULL;
         }
-        for (size_t i = b->nanchors; i-- > 0;)
-            if (strcmp(b->anchors[i].name, (char *)ev->data.alias.anchor) == 0)
+        for (size_t i = b->nanchors; i-- > 0;) {
+            if (strcmp(b->anchors[i].name, (char *)ev->data.alias.anchor) == 0) {
+                if (expand(b, b->anchors[i].weight, &ev->start_mark) < 0)
+                    return NULL;
                 return b->anchors[i].node;
+            }
+        }
         ybuild_fail(b, &ev->start_mark, "unknown alias");
         return NULL;
 
@@ -194,7 +218,7 @@ static struct cnode *parse_node(struct ybuild *b, yaml_event_t *ev)
         n->len = len;
         if (!n->str)
             return NULL;
-        if (add_anchor(b, (char *)ev->data.scalar.anchor, n, &ev->start_mark) < 0)
+        if (add_anchor(b, (char *)ev->data.scalar.anchor, n, 1, &ev->start_mark) < 0)
             return NULL;
         return n;
     }
@@ -204,6 +228,7 @@ static struct cnode *parse_node(struct ybuild *b, yaml_event_t *ev)
         bool is_map = ev->type == YAML_MAPPING_START_EVENT;
         const char *anchor = (const char *)(is_map ? ev->data.mapping_start.anchor
                                                    : ev->data.sequence_start.anchor);
+        size_t before = b->expanded;
 
         if (++b->depth > CONF_MAX_DEPTH) {
             ybuild_fail(b, &ev->start_mark, "nesting too deep");
@@ -215,7 +240,7 @@ static struct cnode *parse_node(struct ybuild *b, yaml_event_t *ev)
         /* an anchored collection may not contain an alias to itself: register after */
         if (parse_children(b, n, is_map) < 0)
             return NULL;
-        if (add_anchor(b, anchor, n, &ev->start_mark) < 0)
+        if (add_anchor(b, anchor, n, b->expanded - before, &ev->start_mark) < 0)
             return NULL;
         b->depth--;
         return n;

@@ -321,9 +321,13 @@ int cp_env_sockaddr(struct conf_ctx *cx, const struct cnode *n, void *slot, cons
         int rc = getaddrinfo(ua.host, port, &hints, &res);
         if (rc)
             return conf_fail(cx, n, "cannot resolve '%s': %s", ua.host, gai_strerror(rc));
-        if (res->ai_next && memcmp(res->ai_addr, res->ai_next->ai_addr, res->ai_addrlen) != 0) {
-            freeaddrinfo(res);
-            return conf_fail(cx, n, "'%s' resolves to more than one address", ua.host);
+        /* compare lengths first: an IPv4 answer after an IPv6 one is shorter */
+        for (struct addrinfo *ai = res->ai_next; ai; ai = ai->ai_next) {
+            if (ai->ai_addrlen != res->ai_addrlen ||
+                memcmp(ai->ai_addr, res->ai_addr, res->ai_addrlen) != 0) {
+                freeaddrinfo(res);
+                return conf_fail(cx, n, "'%s' resolves to more than one address", ua.host);
+            }
         }
         memcpy(slot, res->ai_addr, res->ai_addrlen);
         freeaddrinfo(res);
@@ -367,6 +371,7 @@ static int ports_item(struct conf_ctx *cx, const struct cnode *n, struct port_se
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         const char *dash = memchr(p, '-', len);
+        const char *next = p + len + (end ? 1 : 0); /* before trimming moves p and len */
         struct port_range r;
 
         while (len && isspace((unsigned char)*p)) {
@@ -398,7 +403,7 @@ static int ports_item(struct conf_ctx *cx, const struct cnode *n, struct port_se
             memcpy(v, ps->r, ps->n * sizeof(*v));
         v[ps->n++] = r;
         ps->r = v;
-        p = end ? end + 1 : p + len;
+        p = next;
         if (end && !*p)
             return conf_fail(cx, n, "trailing ',' in '%s'", s);
     }

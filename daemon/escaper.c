@@ -76,10 +76,10 @@ void escaper_log_connect_error(struct escaper *e, struct connect_ctx *cc, const 
     evrec_str(&r, "escaper_name", e->obj.name);
     evrec_str(&r, "escape_type", "TcpConnect");
     if (cc->task)
-        evrec_str(&r, "task_id", task_id_str(cc->task, id));
+        evrec_strcpy(&r, "task_id", task_id_str(cc->task, id));
     snprintf(up, sizeof(up), cc->target.kind == HOST_IP && cc->target.ip.family == AF_INET6
                                  ? "[%s]:%u" : "%s:%u", cc->target.host, cc->target.port);
-    evrec_str(&r, "upstream", up);
+    evrec_strcpy(&r, "upstream", up);
     if (cc->bind_ip.family)
         evrec_ip(&r, "next_bind_ip", &cc->bind_ip);
     if (cc->bound.sa.sa_family)

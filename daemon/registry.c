@@ -6,7 +6,10 @@
 
 #define OPS(x) ((const struct obj_ops *)&(x))
 
+
 static const struct obj_ops *const resolvers[] = {
+    OPS(resolver_c_ares_ops),
+    OPS(resolver_fail_over_ops),
     OPS(resolver_deny_all_ops),
     NULL,
 };
@@ -37,7 +40,7 @@ static const struct obj_ops *const *const lists[OBJ_NKINDS] = {
 /* g3proxy types proxyd does not implement (yet): a config using one fails with
  * "unsupported" instead of "unknown". Spelled without underscores. */
 static const char *const unsupported[OBJ_NKINDS] = {
-    [OBJ_RESOLVER] = " cares hickory hickorydns trustdns failover ",
+    [OBJ_RESOLVER] = " hickory hickorydns trustdns ",
     [OBJ_ESCAPER] = " directfloat directdynamic proxyhttp proxyhttps proxysocks5 "
                     "proxysocks5s proxyfloat proxydynamic routeupstream routeclient routeresolved "
                     "routedstip routeselect routefailover routemapping routequery routegeoip "

@@ -459,6 +459,10 @@ static int relay_run(struct relay *r)
                 dir->shut_done = true;
                 dir->complete = true;
                 progress++;
+                /* a stream next to a framed message (an HTTP answer delimited by the
+                 * close) is the owner's business; two streams are a tunnel (below) */
+                if (r->dir[!d].mode != RM_STREAM && r->on_dir_done(r, d) == RELAY_GONE)
+                    return RELAY_GONE;
             }
         }
 

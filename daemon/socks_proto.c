@@ -70,22 +70,24 @@ static void target_ip(struct upstream_addr *a, int family, const uint8_t *p)
 
 /* A name from a domain field (SOCKS5 ATYP 3, SOCKS4a): an IP literal becomes HOST_IP,
  * since clients (curl --socks5-hostname, socks4a) put literals there and the egress
- * filter must see them as IPs; anything else must pass domain_check. */
+ * filter must see them as IPs; anything else must pass domain_check. The trailing dot
+ * goes first, so "1.2.3.4." is the IP too, never a domain that resolves to it. */
 static int target_name(struct upstream_addr *a, const uint8_t *name, size_t len)
 {
     if (!len || len > HOST_MAX || memchr(name, 0, len))
         return SOCKS_E_DOMAIN;
     memcpy(a->host, name, len);
+    if (len > 1 && a->host[len - 1] == '.')
+        len--;
     a->host[len] = 0;
     if (ip_parse(a->host, &a->ip) == 0) {
         a->kind = HOST_IP;
         ip_str(&a->ip, a->host, sizeof(a->host));
         return 0;
     }
-    if (domain_check(a->host, len) < 0)
+    /* domain_check tolerates one trailing dot; one was already removed */
+    if (a->host[len - 1] == '.' || domain_check(a->host, len) < 0)
         return SOCKS_E_DOMAIN;
-    if (a->host[len - 1] == '.')
-        a->host[len - 1] = 0;
     for (char *c = a->host; *c; c++)
         if (*c >= 'A' && *c <= 'Z')
             *c = (char)(*c - 'A' + 'a');

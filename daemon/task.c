@@ -104,7 +104,7 @@ void task_log_begin(struct evrec *r, const struct task *t, const char *server_ty
     evrec_str(r, "server_type", server_type);
     evrec_str(r, "server_name", t->srv->obj.name);
     evrec_str(r, "task_type", task_type);
-    evrec_str(r, "task_id", task_id_str(t, id));
+    evrec_strcpy(r, "task_id", task_id_str(t, id));
     evrec_str(r, "task_event", "Finished");
     evrec_str(r, "stage", stage);
     evrec_time(r, "start_at", t->start_wall_us);

@@ -79,6 +79,9 @@ void evrec_init(struct evrec *r, enum evlog_type type, enum log_level level, con
 /* Add fields. Values that do not fit (too many fields, scratch full) are dropped. */
 void evrec_str(struct evrec *r, const char *key, const char *val);    /* NULL val: skipped */
 void evrec_strn(struct evrec *r, const char *key, const char *val, size_t len);
+/* Like evrec_str() but val is copied into the record's scratch buffer: for values that
+ * do not outlive the caller's frame (a local buffer filled by a helper). */
+void evrec_strcpy(struct evrec *r, const char *key, const char *val);
 void evrec_u64(struct evrec *r, const char *key, uint64_t v);
 void evrec_i64(struct evrec *r, const char *key, int64_t v);
 void evrec_bool(struct evrec *r, const char *key, bool v);
@@ -92,7 +95,8 @@ struct evlog;
 /* Open sinks (files are opened here: errors name the path). group is the daemon
  * group (the daemon_name field). */
 int evlog_open(struct evlog **out, const struct evlog_conf *conf, const char *group, char **err);
-/* Start the logger thread. */
+/* Start the logger thread (after daemonizing: a stdout sink looks at stdout here).
+ * Records emitted before are queued. 0 / -1 (logged). */
 int evlog_start(struct evlog *l);
 /* Does anyone want this type? When false, do not build records. Any thread. */
 bool evlog_enabled(const struct evlog *l, enum evlog_type type);
@@ -102,7 +106,8 @@ void evlog_emit(struct evlog *l, const struct evrec *r);
 void evlog_reopen(struct evlog *l);
 /* Records dropped because the queue was full, since start. */
 uint64_t evlog_dropped(const struct evlog *l);
-/* Write what is queued, stop the thread, close sinks. NULL ok. */
+/* Write what is queued (giving up after 2 s on a stalled output), stop the thread,
+ * close sinks. No evlog_emit() may run during or after it. NULL ok. */
 void evlog_close(struct evlog *l);
 
 #endif

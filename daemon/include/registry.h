@@ -16,6 +16,8 @@ const void *registry_find(enum obj_kind kind, const char *type, bool *unsupporte
 /* NULL-terminated list of the modules of a kind (for -V and docs). */
 const struct obj_ops *const *registry_list(enum obj_kind kind);
 
+extern const struct resolver_ops resolver_c_ares_ops;
+extern const struct resolver_ops resolver_fail_over_ops;
 extern const struct resolver_ops resolver_deny_all_ops;
 extern const struct escaper_ops escaper_direct_fixed_ops;
 extern const struct escaper_ops escaper_dummy_deny_ops;

@@ -50,12 +50,12 @@ void resolve_cancel(struct resolve_job *j);
 /* Errors as short text for logs and HTTP bodies ("NXDOMAIN", "timeout", ...). */
 const char *resolve_strerror(int err);
 
-/* proxyctl `resolver NAME query DOMAIN`: run on worker w (which pins r's generation
- * until done runs); queries A and/or AAAA per strategy (enum resolve_order) and calls
- * done once, later, with the addresses merged in strategy order (ips valid during the
- * call only; n may be 0 with err 0 never: an empty answer has err set). err is the
- * error of the preferred family when both failed, else 0. Returns 0, or -1 on OOM
- * (done not called). Cannot be cancelled. */
+/* proxyctl `resolver NAME query DOMAIN`: run on worker w, which must keep r's
+ * generation pinned until done runs (worker_pin()/worker_unpin()). Queries A and/or
+ * AAAA per strategy (enum resolve_order) and calls done once, later, with the
+ * addresses merged in strategy order (ips valid during the call only). err is 0 when
+ * any address came back, else the first family's error in strategy order. Returns 0,
+ * or -1 on OOM (done not called). Cannot be cancelled. */
 int resolve_control_query(struct resolver *r, struct worker *w, const char *name, int strategy,
                           void (*done)(void *arg, int err, const struct ip_addr *ips, size_t n),
                           void *arg);

@@ -36,6 +36,8 @@
 
 #define HP_MAX_HDRS 128
 #define HP_ERR_SEND_TIMEOUT 5.0
+#define HP_LINGER_TIME 2.0
+#define HP_LINGER_MAX (1 << 20)
 
 struct http_proxy {
     struct server base;
@@ -63,6 +65,7 @@ enum hc_state {
     HC_HEAD,                        /* reading a request head */
     HC_BUSY,                        /* a request runs */
     HC_ERROR,                       /* writing an error answer, then closing */
+    HC_LINGER,                      /* answer sent: draining what the client still sends */
 };
 
 struct hp_req;
@@ -84,6 +87,7 @@ struct hp_conn {
     struct buf *out;                /* error answer being written */
     struct hp_req *req;             /* current request, NULL between requests */
     uint32_t nreq;
+    uint32_t lingered;              /* bytes drained after an error answer */
 };
 
 enum hr_kind { HR_FORWARD, HR_CONNECT };
@@ -236,7 +240,28 @@ static void hc_io_set(struct hp_conn *hc, int events)
     }
 }
 
-/* Write hc->out then close. */
+/* Closing a socket with unread input makes the kernel send a reset, which can
+ * destroy our answer before the client reads it: stop sending, then read and drop
+ * what the client still sends, for a bounded time and amount. */
+static void hc_linger(struct hp_conn *hc)
+{
+    char sink[4096];
+
+    for (;;) {
+        ssize_t n = recv(hc->c.fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            hc_io_set(hc, EV_READ);
+            return;
+        }
+        if (n <= 0 || (hc->lingered += (uint32_t)n) > HP_LINGER_MAX)
+            break;
+    }
+    hc_close(hc);
+}
+
+/* Write hc->out, then linger and close. */
 static void hc_flush_error(struct hp_conn *hc)
 {
     while (hc->out && buf_len(hc->out)) {
@@ -245,11 +270,20 @@ static void hc_flush_error(struct hp_conn *hc)
             hc_io_set(hc, hc->c.want == CO_WANT_READ ? EV_READ : EV_WRITE);
             return;
         }
-        if (w <= 0)
-            break;
+        if (w <= 0) {
+            hc_close(hc);
+            return;
+        }
         buf_consume(hc->out, (size_t)w);
     }
-    hc_close(hc);
+    if (hc->c.xprt != &xprt_tcp) {
+        hc_close(hc); /* TLS: a close_notify is as good as it gets */
+        return;
+    }
+    shutdown(hc->c.fd, SHUT_WR);
+    hc->state = HC_LINGER;
+    hc_timer_set(hc, HP_LINGER_TIME);
+    hc_linger(hc);
 }
 
 /* Answer an error to the client and close the connection. `early`: the request
@@ -1255,6 +1289,9 @@ static void on_hc_io(struct ev_loop *loop, ev_io *io, int revents)
         break;
     case HC_ERROR:
         hc_flush_error(hc);
+        break;
+    case HC_LINGER:
+        hc_linger(hc);
         break;
     default:
         hc_io_set(hc, 0);

@@ -41,6 +41,22 @@ def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+def free_port_both(host="127.0.0.1"):
+    """A port free for both TCP and UDP (DNS servers bind both)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(fam, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket(fam, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for TCP and UDP")
+
+
 class Proxyd:
     """One proxyd process with its own config directory and control directory."""
 

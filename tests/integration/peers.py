@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from conftest import free_port, wait_for
+from conftest import free_port, free_port_both, wait_for
 
 
 def stop_pid(proc, grace=5.0):
@@ -128,7 +128,7 @@ class Dnsmasq:
 
     def __init__(self, d, records):
         self.d = d
-        self.port = free_port(kind=socket.SOCK_DGRAM)
+        self.port = free_port_both()
         self.args = ["dnsmasq", "-k", "-C", "/dev/null", f"--port={self.port}",
                      "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv",
                      "--no-hosts", f"--pid-file={d}/dnsmasq.pid", "--log-facility=-",
