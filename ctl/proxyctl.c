@@ -355,7 +355,7 @@ int main(int argc, char **argv)
     }
     if (!json_get_bool(reply, "ok")) {
         /* g3proxy-ctl prints a failed query's error on stdout and exits 0 */
-        if (!strcmp(cmd, "resolver")) {
+        if (!strcmp(cmd, "resolver") && json_get_bool(reply, "query_failed")) {
             char *e = json_get_str(reply, "error");
             printf("%s\n", e ? e : reply);
             free(e);

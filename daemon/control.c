@@ -19,7 +19,9 @@
 #include "listener.h"
 #include "log.h"
 #include "registry.h"
+#include "resolve.h"
 #include "stats.h"
+#include "worker.h"
 
 #define CTL_LINE_MAX 1024
 #define CTL_MAX_CONNS 64
@@ -48,12 +50,26 @@ struct cconn {
     size_t outlen, outoff;
     double recv_timeout, send_timeout;
     bool close_after;
+    struct ctl_job *job;        /* a command answered later (resolver query) */
+};
+
+/* A command that runs on a worker; its reply comes back through daemon_post(). */
+struct ctl_job {
+    struct daemon *d;
+    struct cconn *cc;           /* NULL once the control connection went away */
+    struct worker *w;
+    struct gen_pin *pin;
+    char resolver[256], domain[256];
+    int strategy;
+    char *reply;                /* owned */
 };
 
 static void cconn_close(struct cconn *cc)
 {
     struct ev_loop *loop = cc->c->d->loop;
 
+    if (cc->job)
+        cc->job->cc = NULL; /* the job finishes on its own and drops its reply */
     ev_io_stop(loop, &cc->io);
     ev_timer_stop(loop, &cc->timer);
     close(cc->fd);
@@ -256,6 +272,125 @@ static int reload_all_fn(struct daemon *d, char **err)
     return daemon_reload_all(d, err);
 }
 
+static void cconn_step(struct cconn *cc);
+static void queue_reply(struct cconn *cc, char *reply);
+
+/* Main thread: the worker answered. */
+static void job_finish(void *arg)
+{
+    struct ctl_job *j = arg;
+
+    if (j->cc) {
+        j->cc->job = NULL;
+        queue_reply(j->cc, j->reply ? j->reply : reply_error("out of memory"));
+        j->reply = NULL;
+        cconn_step(j->cc);
+    }
+    free(j->reply);
+    free(j);
+}
+
+/* Worker: the query finished. */
+static void job_resolved(void *arg, int err, const struct ip_addr *ips, size_t n)
+{
+    struct ctl_job *j = arg;
+    struct jbuf jb;
+    char ip[64];
+
+    jb_init(&jb);
+    jb_obj_open(&jb);
+    if (err) {
+        jb_kbool(&jb, "ok", false);
+        jb_kstr(&jb, "error", resolve_strerror(err));
+        jb_kbool(&jb, "query_failed", true);
+    } else {
+        jb_kbool(&jb, "ok", true);
+        jb_key(&jb, "ips");
+        jb_arr_open(&jb);
+        for (size_t i = 0; i < n; i++)
+            jb_str(&jb, ip_str(&ips[i], ip, sizeof(ip)));
+        jb_arr_close(&jb);
+    }
+    jb_obj_close(&jb);
+    j->reply = jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    worker_unpin(j->w, j->pin);
+    j->pin = NULL;
+    if (daemon_post(j->d, job_finish, j) < 0) {
+        free(j->reply); /* cannot reach the main thread: drop it */
+        free(j);
+    }
+}
+
+/* Worker: look the resolver up in the worker's own current generation and query. */
+static void job_start(struct worker *w, void *arg)
+{
+    struct ctl_job *j = arg;
+    struct gen_pin *pin = worker_pin(w);
+    struct resolver *r = (struct resolver *)gen_find(pin->gen, OBJ_RESOLVER, j->resolver);
+
+    j->pin = pin;
+    if (!r) {
+        job_resolved(j, RESOLVE_E_INTERNAL, NULL, 0);
+        return;
+    }
+    if (resolve_control_query(r, w, j->domain, j->strategy, job_resolved, j) < 0)
+        job_resolved(j, RESOLVE_E_INTERNAL, NULL, 0);
+}
+
+static int strategy_parse(const char *s)
+{
+    char n[32];
+    size_t j = 0;
+
+    for (; *s && j + 1 < sizeof(n); s++)
+        if (*s != '_' && *s != '-')
+            n[j++] = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
+    n[j] = 0;
+    if (!strcmp(n, "ipv4first"))
+        return RQ_IPV4_FIRST;
+    if (!strcmp(n, "ipv6first"))
+        return RQ_IPV6_FIRST;
+    if (!strcmp(n, "ipv4only"))
+        return RQ_IPV4_ONLY;
+    if (!strcmp(n, "ipv6only"))
+        return RQ_IPV6_ONLY;
+    return -1;
+}
+
+/* resolver NAME query DOMAIN [STRATEGY]: NULL when the reply comes later. */
+static char *cmd_resolver_query(struct cconn *cc, char **argv, int argc)
+{
+    struct daemon *d = cc->c->d;
+    struct resolver *r = (struct resolver *)gen_find(d->gen, OBJ_RESOLVER, argv[1]);
+    int strategy = RQ_IPV4_FIRST;
+    struct ctl_job *j;
+
+    if (!r)
+        return reply_error("no such resolver");
+    if (argc == 5 && (strategy = strategy_parse(argv[4])) < 0)
+        return reply_error("invalid query strategy");
+    if (strlen(argv[3]) >= sizeof(j->domain) || domain_check(argv[3], strlen(argv[3])) < 0)
+        return reply_error("invalid domain name");
+    if (!d->nworkers || d->state == D_QUITTING)
+        return reply_error("no worker to run the query");
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        return reply_error("out of memory");
+    j->d = d;
+    j->cc = cc;
+    j->w = d->workers[0];
+    j->strategy = strategy;
+    snprintf(j->resolver, sizeof(j->resolver), "%s", argv[1]);
+    for (size_t i = 0; argv[3][i] && i + 1 < sizeof(j->domain); i++)
+        j->domain[i] = (char)(argv[3][i] >= 'A' && argv[3][i] <= 'Z' ? argv[3][i] + 32 : argv[3][i]);
+    if (worker_post(j->w, job_start, j) < 0) {
+        free(j);
+        return reply_error("out of memory");
+    }
+    cc->job = j;
+    return NULL;
+}
+
 /* Split line into at most max words (in place). */
 static int split(char *line, char **argv, int max)
 {
@@ -333,6 +468,8 @@ static char *ctl_exec(struct cconn *cc, char *line)
         return cmd_server_status(d, argv[1]);
     if (!strcmp(argv[0], "stats") && argc == 1)
         return cmd_stats(d);
+    if (!strcmp(argv[0], "resolver") && (argc == 4 || argc == 5) && !strcmp(argv[2], "query"))
+        return cmd_resolver_query(cc, argv, argc);
     if (!strcmp(argv[0], "check") && argc == 1)
         return cmd_check(d);
     return reply_error("unknown command");
@@ -347,8 +484,10 @@ static void arm(struct cconn *cc, int events, double timeout)
     struct ev_loop *loop = cc->c->d->loop;
 
     ev_io_stop(loop, &cc->io);
-    ev_io_set(&cc->io, cc->fd, events);
-    ev_io_start(loop, &cc->io);
+    if (events) {
+        ev_io_set(&cc->io, cc->fd, events);
+        ev_io_start(loop, &cc->io);
+    }
     ev_timer_stop(loop, &cc->timer);
     ev_timer_set(&cc->timer, timeout, 0.);
     ev_timer_start(loop, &cc->timer);
@@ -380,7 +519,7 @@ static void process_input(struct cconn *cc)
 {
     char *nl;
 
-    while (!cc->out && !cc->close_after && (nl = memchr(cc->in, '\n', cc->inlen))) {
+    while (!cc->out && !cc->job && !cc->close_after && (nl = memchr(cc->in, '\n', cc->inlen))) {
         size_t used = (size_t)(nl - cc->in) + 1;
         *nl = 0;
         char *reply = ctl_exec(cc, cc->in);
@@ -421,6 +560,11 @@ static void cconn_step(struct cconn *cc)
         process_input(cc);
         if (cc->out || cc->close_after)
             continue;
+        if (cc->job) {
+            /* the answer comes from a worker; the timer still bounds the wait */
+            arm(cc, 0, cc->recv_timeout);
+            return;
+        }
         ssize_t r = recv(cc->fd, cc->in + cc->inlen, sizeof(cc->in) - cc->inlen, MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
             arm(cc, EV_READ, cc->recv_timeout);

@@ -18,6 +18,8 @@ struct connect_ctx {
     struct task *task;                  /* borrowed */
     struct worker *w;                   /* borrowed: the task's worker */
     struct upstream_addr target;        /* host and port to reach */
+    const union sockaddr_any *client;   /* the task's client and our address facing it */
+    const union sockaddr_any *server;   /* (for PROXY protocol headers); may be NULL */
     void (*on_done)(struct connect_ctx *cc, bool ok);
 
     /* results (also filled on failure, for logs and error answers) */

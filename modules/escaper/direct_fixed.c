@@ -16,6 +16,7 @@
 
 #include "escaper.h"
 #include "gen.h"
+#include "proxy_proto.h"
 #include "log.h"
 #include "registry.h"
 #include "resolve.h"
@@ -116,6 +117,19 @@ static void dc_finish(struct df_conn *dc, int fd, const struct df_attempt *a)
     struct direct_fixed *e = dc->e;
     struct escaper_stats_slot *st = &e->base.stats->slot[dc->w->id];
 
+    /* use_proxy_protocol: the client's addresses go first on the new connection; a
+     * fresh socket takes a header this small in one send */
+    if (fd >= 0 && e->use_proxy_protocol && cc->client && cc->server) {
+        uint8_t hdr[256];
+        int n = e->use_proxy_protocol == 1
+                    ? proxy_proto_build_v1(cc->client, cc->server, hdr, sizeof(hdr))
+                    : proxy_proto_build_v2(cc->client, cc->server, hdr, sizeof(hdr), NULL, 0);
+        if (n <= 0 || send(fd, hdr, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+            close(fd);
+            fd = -1;
+            dc->last_errno = EPROTO;
+        }
+    }
     cc->fd = fd;
     if (fd >= 0) {
         socklen_t len = sizeof(cc->bound);

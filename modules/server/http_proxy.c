@@ -887,6 +887,8 @@ static void req_connect(struct hp_req *rq)
     }
     rq->cc.task = &rq->t;
     rq->cc.w = hc->w;
+    rq->cc.client = &hc->peer;
+    rq->cc.server = &hc->local;
     rq->cc.on_done = on_connected;
     if (escaper_tcp_connect(e, &rq->cc) < 0)
         req_fail(rq, rq->cc.reason, (unsigned)rq->cc.http_status, rq->cc.error);

@@ -480,3 +480,16 @@ def test_downloads_survive_five_reloads(env, proxy):
         assert sha256_file(o) == env.big_sha
         os.unlink(o)
     assert proxy.stats()["generation"] >= 7
+
+
+def test_resolver_query_via_proxyctl(env, proxy):
+    assert proxy.ctl("resolver", "dns", "query", "origin.test").stdout == "127.0.0.1\n"
+    r = proxy.ctl("resolver", "dns", "query", "v6.test", "-s", "ipv6only")
+    assert r.stdout == "::1\n"
+    # a failed lookup is printed on stdout with exit status 0, as g3proxy-ctl does
+    r = proxy.ctl("resolver", "dns", "query", "blocked.test")
+    assert r.returncode == 0 and r.stdout.strip() == "NXDOMAIN"
+    r = proxy.ctl("resolver", "nope", "query", "origin.test", check=False)
+    assert r.returncode == 1 and "no such resolver" in r.stderr
+    r = proxy.ctl("resolver", "dns", "query", "origin.test", "-s", "sideways", check=False)
+    assert r.returncode == 1
