@@ -537,6 +537,22 @@ static struct resolve_query *c_ares_query(struct resolver *r, struct worker *w, 
         ev_timer_start(w->loop, &q->deliver);
         return &q->base;
     }
+    /* RFC 6761: localhost names are loopback, whatever the hosts file or the servers
+     * say (c-ares 1.18 also leaks in its own localhost path) */
+    size_t nl = strlen(name);
+    if (!strcmp(name, "localhost") || (nl > 10 && !strcmp(name + nl - 10, ".localhost"))) {
+        q->res.err = 0;
+        q->res.n = 1;
+        q->res.ttl = 3600;
+        memset(&q->ips[0], 0, sizeof(q->ips[0]));
+        q->ips[0].family = (uint8_t)family;
+        if (family == AF_INET)
+            q->ips[0].v4.s_addr = htonl(INADDR_LOOPBACK);
+        else
+            q->ips[0].v6 = in6addr_loopback;
+        ev_timer_start(w->loop, &q->deliver);
+        return &q->base;
+    }
     if (c->max_timeout_ms)
         ev_timer_start(w->loop, &q->deadline);
     q->ares_pending = true;
