@@ -86,7 +86,11 @@ $(FUZZ_B)/%.o: %.c config.h
 	@mkdir -p $(@D)
 	clang $(ALL_CPPFLAGS) -std=gnu11 -DPCRE2_CODE_UNIT_WIDTH=8 -DPROXYD_VERSION='"$(VERSION)"' \
 	    -DFUZZING -fsanitize=fuzzer-no-link,address,undefined -g -O1 -MMD -MP -c -o $@ $<
-$(FUZZ_B)/%_fuzz: tests/fuzz/%_fuzz.c $(FUZZ_LIB)
+$(FUZZ_B)/libproxyd.a: $(FUZZ_LIB)
+	@rm -f $@
+	ar rcs $@ $^
+# a target pulls only the objects it uses out of the library
+$(FUZZ_B)/%_fuzz: tests/fuzz/%_fuzz.c $(FUZZ_B)/libproxyd.a
 	clang $(ALL_CPPFLAGS) -std=gnu11 -DPCRE2_CODE_UNIT_WIDTH=8 $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 fuzz: $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
 

@@ -221,6 +221,12 @@ int upstream_parse(const char *s, struct upstream_addr *out, const char **why)
     }
     memcpy(out->host, host, hlen);
     out->host[hlen] = 0;
+    /* "1.2.3.4." is the address, not a domain named like one */
+    if (hlen > 1 && out->host[hlen - 1] == '.' && s[0] != '[') {
+        out->host[hlen - 1] = 0;
+        if (ip_parse(out->host, &out->ip) != 0)
+            out->host[hlen - 1] = '.';
+    }
     if (ip_parse(out->host, &out->ip) == 0) {
         out->kind = HOST_IP;
         if (s[0] == '[' && out->ip.family != AF_INET6)

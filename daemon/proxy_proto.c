@@ -14,35 +14,48 @@
 #define V1_SIG_LEN 6
 
 /* v2 fixed part */
-#define V2_VERSION   0x20
-#define V2_CMD_MASK  0x0F
-#define V2_FAM_UNSPEC 0x00
-#define V2_FAM_TCP4  0x11
-#define V2_FAM_UDP4  0x12
-#define V2_FAM_TCP6  0x21
-#define V2_FAM_UDP6  0x22
+#define V2_VERSION         0x20
+#define V2_CMD_MASK        0x0F
+#define V2_FAM_UNSPEC      0x00
+#define V2_FAM_TCP4        0x11
+#define V2_FAM_UDP4        0x12
+#define V2_FAM_TCP6        0x21
+#define V2_FAM_UDP6        0x22
 #define V2_FAM_UNIX_STREAM 0x31
 #define V2_FAM_UNIX_DGRAM  0x32
-#define V2_ADDR_LEN_INET  12
-#define V2_ADDR_LEN_INET6 36
-#define V2_ADDR_LEN_UNIX  216
+#define V2_ADDR_LEN_INET   12
+#define V2_ADDR_LEN_INET6  36
+#define V2_ADDR_LEN_UNIX   216
 
 const char *proxy_proto_strerror(int err)
 {
     switch (err) {
-    case PP_E_SIGNATURE: return "not a PROXY protocol header";
-    case PP_E_V1_TOO_LONG: return "PROXY v1 line too long";
-    case PP_E_V1_EOL: return "PROXY v1 line not ended by CRLF";
-    case PP_E_V1_PROTO: return "PROXY v1 unknown protocol";
-    case PP_E_V1_SYNTAX: return "PROXY v1 malformed line";
-    case PP_E_V1_ADDR: return "PROXY v1 invalid address";
-    case PP_E_V1_PORT: return "PROXY v1 invalid port";
-    case PP_E_V2_VERSION: return "PROXY v2 bad version";
-    case PP_E_V2_COMMAND: return "PROXY v2 bad command";
-    case PP_E_V2_FAMILY: return "PROXY v2 bad address family";
-    case PP_E_V2_TOO_LONG: return "PROXY v2 header too long";
-    case PP_E_V2_ADDR_LEN: return "PROXY v2 length shorter than its addresses";
-    case PP_E_V2_TLV: return "PROXY v2 malformed TLV";
+    case PP_E_SIGNATURE:
+        return "not a PROXY protocol header";
+    case PP_E_V1_TOO_LONG:
+        return "PROXY v1 line too long";
+    case PP_E_V1_EOL:
+        return "PROXY v1 line not ended by CRLF";
+    case PP_E_V1_PROTO:
+        return "PROXY v1 unknown protocol";
+    case PP_E_V1_SYNTAX:
+        return "PROXY v1 malformed line";
+    case PP_E_V1_ADDR:
+        return "PROXY v1 invalid address";
+    case PP_E_V1_PORT:
+        return "PROXY v1 invalid port";
+    case PP_E_V2_VERSION:
+        return "PROXY v2 bad version";
+    case PP_E_V2_COMMAND:
+        return "PROXY v2 bad command";
+    case PP_E_V2_FAMILY:
+        return "PROXY v2 bad address family";
+    case PP_E_V2_TOO_LONG:
+        return "PROXY v2 header too long";
+    case PP_E_V2_ADDR_LEN:
+        return "PROXY v2 length shorter than its addresses";
+    case PP_E_V2_TLV:
+        return "PROXY v2 malformed TLV";
     }
     return "unknown error";
 }
@@ -182,8 +195,7 @@ static int parse_v1(const uint8_t *buf, size_t len, struct proxy_proto_info *out
 
 /* ---- v2 ---- */
 
-int proxy_proto_tlv_next(const uint8_t *tlvs, size_t len, size_t *off,
-                         struct proxy_proto_tlv *tlv)
+int proxy_proto_tlv_next(const uint8_t *tlvs, size_t len, size_t *off, struct proxy_proto_tlv *tlv)
 {
     size_t o = *off, vlen;
 
@@ -221,11 +233,23 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_proto_info *out
         return 0;
     fam = buf[13];
     switch (fam) {
-    case V2_FAM_UNSPEC: alen = 0; break;
-    case V2_FAM_TCP4: case V2_FAM_UDP4: alen = V2_ADDR_LEN_INET; break;
-    case V2_FAM_TCP6: case V2_FAM_UDP6: alen = V2_ADDR_LEN_INET6; break;
-    case V2_FAM_UNIX_STREAM: case V2_FAM_UNIX_DGRAM: alen = V2_ADDR_LEN_UNIX; break;
-    default: return PP_E_V2_FAMILY;
+    case V2_FAM_UNSPEC:
+        alen = 0;
+        break;
+    case V2_FAM_TCP4:
+    case V2_FAM_UDP4:
+        alen = V2_ADDR_LEN_INET;
+        break;
+    case V2_FAM_TCP6:
+    case V2_FAM_UDP6:
+        alen = V2_ADDR_LEN_INET6;
+        break;
+    case V2_FAM_UNIX_STREAM:
+    case V2_FAM_UNIX_DGRAM:
+        alen = V2_ADDR_LEN_UNIX;
+        break;
+    default:
+        return PP_E_V2_FAMILY;
     }
     if (len < PROXY_PROTO_V2_HDR_LEN)
         return 0;
@@ -335,8 +359,8 @@ static int same_family(const union sockaddr_any *src, const union sockaddr_any *
     return AF_INET6;
 }
 
-int proxy_proto_build_v1(const union sockaddr_any *src, const union sockaddr_any *dst,
-                         uint8_t *buf, size_t cap)
+int proxy_proto_build_v1(const union sockaddr_any *src, const union sockaddr_any *dst, uint8_t *buf,
+                         size_t cap)
 {
     union sockaddr_any s, d;
     char line[PROXY_PROTO_V1_MAX_LEN + 1], sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
@@ -345,8 +369,8 @@ int proxy_proto_build_v1(const union sockaddr_any *src, const union sockaddr_any
     if (family == AF_INET) {
         inet_ntop(AF_INET, &s.in.sin_addr, sa, sizeof(sa));
         inet_ntop(AF_INET, &d.in.sin_addr, da, sizeof(da));
-        n = snprintf(line, sizeof(line), "PROXY TCP4 %s %s %u %u\r\n", sa, da,
-                     ntohs(s.in.sin_port), ntohs(d.in.sin_port));
+        n = snprintf(line, sizeof(line), "PROXY TCP4 %s %s %u %u\r\n", sa, da, ntohs(s.in.sin_port),
+                     ntohs(d.in.sin_port));
     } else if (family == AF_INET6) {
         inet_ntop(AF_INET6, &s.in6.sin6_addr, sa, sizeof(sa));
         inet_ntop(AF_INET6, &d.in6.sin6_addr, da, sizeof(da));
@@ -362,9 +386,8 @@ int proxy_proto_build_v1(const union sockaddr_any *src, const union sockaddr_any
     return n;
 }
 
-int proxy_proto_build_v2(const union sockaddr_any *src, const union sockaddr_any *dst,
-                         uint8_t *buf, size_t cap, const struct proxy_proto_tlv *tlvs,
-                         size_t ntlvs)
+int proxy_proto_build_v2(const union sockaddr_any *src, const union sockaddr_any *dst, uint8_t *buf,
+                         size_t cap, const struct proxy_proto_tlv *tlvs, size_t ntlvs)
 {
     union sockaddr_any s, d;
     int family = same_family(src, dst, &s, &d);

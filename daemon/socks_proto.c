@@ -13,18 +13,30 @@
 const char *socks_strerror(int err)
 {
     switch (err) {
-    case SOCKS_E_VERSION: return "bad protocol version";
-    case SOCKS_E_NMETHODS: return "no authentication method offered";
-    case SOCKS_E_CMD: return "unknown command";
-    case SOCKS_E_RSV: return "reserved field not zero";
-    case SOCKS_E_ATYP: return "unknown address type";
-    case SOCKS_E_DOMAIN: return "invalid domain name";
-    case SOCKS_E_USERID_LONG: return "SOCKS4 user id too long";
-    case SOCKS_E_DOMAIN_LONG: return "SOCKS4a domain name too long";
-    case SOCKS_E_AUTH_VERSION: return "bad username/password subnegotiation version";
-    case SOCKS_E_ULEN: return "empty username";
-    case SOCKS_E_AUTH_NUL: return "NUL byte in username or password";
-    case SOCKS_E_FRAG: return "fragmented UDP datagram";
+    case SOCKS_E_VERSION:
+        return "bad protocol version";
+    case SOCKS_E_NMETHODS:
+        return "no authentication method offered";
+    case SOCKS_E_CMD:
+        return "unknown command";
+    case SOCKS_E_RSV:
+        return "reserved field not zero";
+    case SOCKS_E_ATYP:
+        return "unknown address type";
+    case SOCKS_E_DOMAIN:
+        return "invalid domain name";
+    case SOCKS_E_USERID_LONG:
+        return "SOCKS4 user id too long";
+    case SOCKS_E_DOMAIN_LONG:
+        return "SOCKS4a domain name too long";
+    case SOCKS_E_AUTH_VERSION:
+        return "bad username/password subnegotiation version";
+    case SOCKS_E_ULEN:
+        return "empty username";
+    case SOCKS_E_AUTH_NUL:
+        return "NUL byte in username or password";
+    case SOCKS_E_FRAG:
+        return "fragmented UDP datagram";
     }
     return "unknown error";
 }
@@ -32,9 +44,12 @@ const char *socks_strerror(int err)
 uint8_t socks5_error_reply_code(int err)
 {
     switch (err) {
-    case SOCKS_E_CMD: return SOCKS5_REP_CMD_NOT_SUPPORTED;
-    case SOCKS_E_ATYP: return SOCKS5_REP_ATYP_NOT_SUPPORTED;
-    default: return SOCKS5_REP_GENERAL_FAILURE;
+    case SOCKS_E_CMD:
+        return SOCKS5_REP_CMD_NOT_SUPPORTED;
+    case SOCKS_E_ATYP:
+        return SOCKS5_REP_ATYP_NOT_SUPPORTED;
+    default:
+        return SOCKS5_REP_GENERAL_FAILURE;
     }
 }
 
@@ -288,9 +303,15 @@ int socks5_parse_greeting(const uint8_t *buf, size_t len, struct socks5_greeting
     out->nmethods = (uint8_t)n;
     for (size_t i = 0; i < n; i++) {
         switch (buf[2 + i]) {
-        case SOCKS5_METHOD_NONE: out->methods |= SOCKS5_METHOD_F_NONE; break;
-        case SOCKS5_METHOD_GSSAPI: out->methods |= SOCKS5_METHOD_F_GSSAPI; break;
-        case SOCKS5_METHOD_USERPASS: out->methods |= SOCKS5_METHOD_F_USERPASS; break;
+        case SOCKS5_METHOD_NONE:
+            out->methods |= SOCKS5_METHOD_F_NONE;
+            break;
+        case SOCKS5_METHOD_GSSAPI:
+            out->methods |= SOCKS5_METHOD_F_GSSAPI;
+            break;
+        case SOCKS5_METHOD_USERPASS:
+            out->methods |= SOCKS5_METHOD_F_USERPASS;
+            break;
         }
     }
     return (int)(2 + n);

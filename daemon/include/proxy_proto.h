@@ -16,9 +16,9 @@
 
 #include "confval_types.h"
 
-#define PROXY_PROTO_V1_MAX_LEN 107     /* whole v1 line including CRLF (spec §2.1) */
+#define PROXY_PROTO_V1_MAX_LEN 107 /* whole v1 line including CRLF (spec §2.1) */
 #define PROXY_PROTO_V2_SIG_LEN 12
-#define PROXY_PROTO_V2_HDR_LEN 16      /* signature, ver/cmd, fam, len */
+#define PROXY_PROTO_V2_HDR_LEN 16 /* signature, ver/cmd, fam, len */
 /* Largest v2 payload (address block + TLVs) accepted or built. The wire allows 65535;
  * senders put a few TLVs there at most, and a bound keeps buffers small. */
 #ifndef PROXY_PROTO_V2_MAX_PAYLOAD
@@ -30,13 +30,13 @@
 #define PROXY_PROTO_V2_SIG "\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A"
 
 /* Commands */
-#define PROXY_PROTO_CMD_LOCAL 0         /* v2 LOCAL: health check etc., no addresses */
-#define PROXY_PROTO_CMD_PROXY 1         /* v1 always; v2 PROXY */
+#define PROXY_PROTO_CMD_LOCAL 0 /* v2 LOCAL: health check etc., no addresses */
+#define PROXY_PROTO_CMD_PROXY 1 /* v1 always; v2 PROXY */
 
 /* Transport of the original connection */
 #define PROXY_PROTO_TRANSPORT_UNSPEC 0
-#define PROXY_PROTO_TRANSPORT_STREAM 1  /* TCP */
-#define PROXY_PROTO_TRANSPORT_DGRAM  2  /* UDP */
+#define PROXY_PROTO_TRANSPORT_STREAM 1 /* TCP */
+#define PROXY_PROTO_TRANSPORT_DGRAM  2 /* UDP */
 
 /* v2 TLV types (spec §2.2.7 ff.), for proxy_proto_tlv_next users */
 #define PP2_TYPE_ALPN           0x01
@@ -54,31 +54,31 @@
 
 /* Errors (negative; each names one cause) */
 enum proxy_proto_err {
-    PP_E_SIGNATURE = -1,     /* starts like neither "PROXY " nor the v2 signature */
-    PP_E_V1_TOO_LONG = -2,   /* v1: no CRLF within PROXY_PROTO_V1_MAX_LEN bytes */
-    PP_E_V1_EOL = -3,        /* v1: LF without CR, or CR not followed by LF */
-    PP_E_V1_PROTO = -4,      /* v1: protocol is not TCP4, TCP6 or UNKNOWN */
-    PP_E_V1_SYNTAX = -5,     /* v1: missing/extra field, not exactly one space between */
-    PP_E_V1_ADDR = -6,       /* v1: address not valid for the declared protocol */
-    PP_E_V1_PORT = -7,       /* v1: port not decimal 0..65535 without leading zeros */
-    PP_E_V2_VERSION = -8,    /* v2: version nibble is not 2 */
-    PP_E_V2_COMMAND = -9,    /* v2: command nibble is not LOCAL (0) or PROXY (1) */
-    PP_E_V2_FAMILY = -10,    /* v2: family/transport byte not one the spec defines */
-    PP_E_V2_TOO_LONG = -11,  /* v2: length field > PROXY_PROTO_V2_MAX_PAYLOAD */
-    PP_E_V2_ADDR_LEN = -12,  /* v2: length shorter than the family's address block */
-    PP_E_V2_TLV = -13,       /* v2: the TLVs do not exactly fill the rest of the payload */
+    PP_E_SIGNATURE = -1,    /* starts like neither "PROXY " nor the v2 signature */
+    PP_E_V1_TOO_LONG = -2,  /* v1: no CRLF within PROXY_PROTO_V1_MAX_LEN bytes */
+    PP_E_V1_EOL = -3,       /* v1: LF without CR, or CR not followed by LF */
+    PP_E_V1_PROTO = -4,     /* v1: protocol is not TCP4, TCP6 or UNKNOWN */
+    PP_E_V1_SYNTAX = -5,    /* v1: missing/extra field, not exactly one space between */
+    PP_E_V1_ADDR = -6,      /* v1: address not valid for the declared protocol */
+    PP_E_V1_PORT = -7,      /* v1: port not decimal 0..65535 without leading zeros */
+    PP_E_V2_VERSION = -8,   /* v2: version nibble is not 2 */
+    PP_E_V2_COMMAND = -9,   /* v2: command nibble is not LOCAL (0) or PROXY (1) */
+    PP_E_V2_FAMILY = -10,   /* v2: family/transport byte not one the spec defines */
+    PP_E_V2_TOO_LONG = -11, /* v2: length field > PROXY_PROTO_V2_MAX_PAYLOAD */
+    PP_E_V2_ADDR_LEN = -12, /* v2: length shorter than the family's address block */
+    PP_E_V2_TLV = -13,      /* v2: the TLVs do not exactly fill the rest of the payload */
 };
 
 /* What a header said. src and dst have sa_family 0 whenever no usable address was sent
  * (v2 LOCAL, v1 UNKNOWN, v2 UNSPEC or UNIX families): the caller then keeps the
  * connection's own endpoints. Otherwise both are AF_INET or both AF_INET6, ports set. */
 struct proxy_proto_info {
-    uint8_t version;            /* 1 or 2 */
-    uint8_t command;            /* PROXY_PROTO_CMD_*; v1 is always PROXY */
-    uint8_t transport;          /* PROXY_PROTO_TRANSPORT_*; v1 TCP4/TCP6: STREAM */
-    uint8_t v2_family;          /* v2: the raw family/transport byte (0x11 TCP4, ...); v1: 0 */
+    uint8_t version;   /* 1 or 2 */
+    uint8_t command;   /* PROXY_PROTO_CMD_*; v1 is always PROXY */
+    uint8_t transport; /* PROXY_PROTO_TRANSPORT_*; v1 TCP4/TCP6: STREAM */
+    uint8_t v2_family; /* v2: the raw family/transport byte (0x11 TCP4, ...); v1: 0 */
     union sockaddr_any src, dst;
-    const uint8_t *tlvs;        /* v2: borrowed, into buf: the TLV area (validated); NULL if none */
+    const uint8_t *tlvs; /* v2: borrowed, into buf: the TLV area (validated); NULL if none */
     size_t tlvs_len;
 };
 
@@ -115,24 +115,22 @@ int proxy_proto_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *o
  * value after its 5-byte client/verify prefix). *off starts at 0. Returns 1 with *tlv
  * filled and *off advanced, 0 at the end, -1 if a TLV overruns the area (never for an
  * area proxy_proto_parse accepted). */
-int proxy_proto_tlv_next(const uint8_t *tlvs, size_t len, size_t *off,
-                         struct proxy_proto_tlv *tlv);
+int proxy_proto_tlv_next(const uint8_t *tlvs, size_t len, size_t *off, struct proxy_proto_tlv *tlv);
 
 /* Build a v1 line from the client's address src and the address it connected to, dst.
  * Both AF_INET: TCP4; both AF_INET6: TCP6 (written as given, mapped or not); mixed: the
  * IPv6 one is unmapped when it is IPv4-mapped (TCP4), else the IPv4 one is mapped
  * (TCP6). Either NULL or of another family: "PROXY UNKNOWN\r\n". Returns the length
  * (<= PROXY_PROTO_V1_MAX_LEN; no NUL is written), or -1 if cap is too small. */
-int proxy_proto_build_v1(const union sockaddr_any *src, const union sockaddr_any *dst,
-                         uint8_t *buf, size_t cap);
+int proxy_proto_build_v1(const union sockaddr_any *src, const union sockaddr_any *dst, uint8_t *buf,
+                         size_t cap);
 
 /* Build a v2 header: command PROXY, transport STREAM, families as for v1 (TCP4/TCP6);
  * when src or dst is NULL or of another family: command LOCAL, family UNSPEC (what a
  * health check sends). Then the ntlvs TLVs in order (tlvs may be NULL when ntlvs is 0;
  * a TLV's value may be NULL when its len is 0). Returns the total length, or -1 if cap
  * is too small or the payload would exceed PROXY_PROTO_V2_MAX_PAYLOAD. */
-int proxy_proto_build_v2(const union sockaddr_any *src, const union sockaddr_any *dst,
-                         uint8_t *buf, size_t cap, const struct proxy_proto_tlv *tlvs,
-                         size_t ntlvs);
+int proxy_proto_build_v2(const union sockaddr_any *src, const union sockaddr_any *dst, uint8_t *buf,
+                         size_t cap, const struct proxy_proto_tlv *tlvs, size_t ntlvs);
 
 #endif

@@ -10,9 +10,10 @@
  * longer prefix gives the same result (and the same out), so a server may re-parse its
  * whole input buffer after each read. Fields are checked in wire order, each as soon as
  * it is complete (a bad version byte fails on the first byte; a bad domain fails when its
- * last byte arrives, before the port). Every message is bounded (at most 520 bytes for SOCKS4a, 262 for a SOCKS5
- * request, 513 for RFC 1929), so a caller whose buffer holds that much never waits
- * forever. Pointers in out structs are borrowed: they point into buf.
+ * last byte arrives, before the port). Every message is bounded (at most 520 bytes for
+ * SOCKS4a, 262 for a SOCKS5 request, 513 for RFC 1929), so a caller whose buffer holds
+ * that much never waits forever. Pointers in out structs are borrowed: they point into
+ * buf.
  *
  * Builders write into (buf, cap) and return the number of bytes written, or -1 when
  * cap is too small or an argument cannot be encoded; nothing else can fail.
@@ -20,7 +21,12 @@
  * Target addresses come out as struct upstream_addr: kind HOST_IP (ip set, host is its
  * canonical text) or HOST_DOMAIN (host is the lower-cased name, one trailing dot
  * removed); port is the wire port, and 0 is reported as is (CONNECT to port 0 is for the
- * caller to refuse; UDP ASSOCIATE legitimately sends 0.0.0.0:0). */
+ * caller to refuse; UDP ASSOCIATE legitimately sends 0.0.0.0:0).
+ * A name from a domain field (SOCKS5 ATYP 3, SOCKS4a) loses one trailing dot, then
+ * becomes HOST_IP if it is an IPv4 or IPv6 literal (so "1.2.3.4." is an IP too), else
+ * must pass domain_check(): ASCII letters, digits, '-', '_', labels 1..63 bytes, at most
+ * 253 bytes in all. Anything else (empty, NUL byte, two trailing dots, "[::1]", ...) is
+ * SOCKS_E_DOMAIN. */
 #ifndef PROXYD_SOCKS_PROTO_H
 #define PROXYD_SOCKS_PROTO_H
 
@@ -30,9 +36,9 @@
 #include "confval_types.h"
 
 /* ---- constants ---- */
-#define SOCKS4_VERSION     4
-#define SOCKS5_VERSION     5
-#define SOCKS5_AUTH_VERSION 1           /* RFC 1929 subnegotiation version */
+#define SOCKS4_VERSION      4
+#define SOCKS5_VERSION      5
+#define SOCKS5_AUTH_VERSION 1 /* RFC 1929 subnegotiation version */
 
 /* Commands (SOCKS4 CD and SOCKS5 CMD share the values; SOCKS4 has no UDP). */
 #define SOCKS_CMD_CONNECT       1
@@ -49,26 +55,26 @@
 #define SOCKS5_METHOD_GSSAPI        0x01
 #define SOCKS5_METHOD_USERPASS      0x02
 #define SOCKS5_METHOD_NO_ACCEPTABLE 0xFF
-#define SOCKS5_METHOD_F_NONE     0x01
-#define SOCKS5_METHOD_F_GSSAPI   0x02
-#define SOCKS5_METHOD_F_USERPASS 0x04
+#define SOCKS5_METHOD_F_NONE        0x01
+#define SOCKS5_METHOD_F_GSSAPI      0x02
+#define SOCKS5_METHOD_F_USERPASS    0x04
 
 /* RFC 1929 status: 0 success, anything else failure (the client must close). */
 #define SOCKS5_AUTH_SUCCESS 0x00
 #define SOCKS5_AUTH_FAILURE 0x01
 
 /* SOCKS5 REP codes (RFC 1928 §6) */
-#define SOCKS5_REP_SUCCEEDED            0x00
-#define SOCKS5_REP_GENERAL_FAILURE      0x01
-#define SOCKS5_REP_NOT_ALLOWED          0x02 /* connection not allowed by ruleset */
-#define SOCKS5_REP_NET_UNREACHABLE      0x03
-#define SOCKS5_REP_HOST_UNREACHABLE     0x04
-#define SOCKS5_REP_CONN_REFUSED         0x05
-#define SOCKS5_REP_TTL_EXPIRED          0x06
-#define SOCKS5_REP_CMD_NOT_SUPPORTED    0x07
-#define SOCKS5_REP_ATYP_NOT_SUPPORTED   0x08
-#define SOCKS5_REP_CONN_TIMEOUT         0x09 /* non-standard: "unassigned" in RFC 1928;
-                                                g3proxy sends it for a connect timeout */
+#define SOCKS5_REP_SUCCEEDED          0x00
+#define SOCKS5_REP_GENERAL_FAILURE    0x01
+#define SOCKS5_REP_NOT_ALLOWED        0x02 /* connection not allowed by ruleset */
+#define SOCKS5_REP_NET_UNREACHABLE    0x03
+#define SOCKS5_REP_HOST_UNREACHABLE   0x04
+#define SOCKS5_REP_CONN_REFUSED       0x05
+#define SOCKS5_REP_TTL_EXPIRED        0x06
+#define SOCKS5_REP_CMD_NOT_SUPPORTED  0x07
+#define SOCKS5_REP_ATYP_NOT_SUPPORTED 0x08
+/* Non-standard: "unassigned" in RFC 1928; g3proxy sends it for a connect timeout. */
+#define SOCKS5_REP_CONN_TIMEOUT 0x09
 
 /* SOCKS4 CD codes in replies */
 #define SOCKS4_REP_GRANTED         0x5A
@@ -77,12 +83,12 @@
 #define SOCKS4_REP_IDENTD_MISMATCH 0x5D
 
 /* Sizes */
-#define SOCKS4_REPLY_LEN     8
-#define SOCKS4_FIELD_MAX     255  /* USERID and SOCKS4a domain, without the NUL */
+#define SOCKS4_REPLY_LEN        8
+#define SOCKS4_FIELD_MAX        255 /* USERID and SOCKS4a domain, without the NUL */
 #define SOCKS5_METHOD_REPLY_LEN 2
 #define SOCKS5_AUTH_REPLY_LEN   2
-#define SOCKS5_REPLY_MAX     262  /* 4 + 1 + 255 + 2: a reply with a domain address */
-#define SOCKS5_UDP_HDR_MAX   262  /* same layout as a reply */
+#define SOCKS5_REPLY_MAX        262 /* 4 + 1 + 255 + 2: a reply with a domain address */
+#define SOCKS5_UDP_HDR_MAX      262 /* same layout as a reply */
 
 /* ---- errors (negative; each names one cause) ---- */
 enum socks_err {
@@ -119,18 +125,18 @@ int socks_detect(const uint8_t *buf, size_t len);
 /* ---- SOCKS4 / SOCKS4a ---- */
 
 struct socks4_request {
-    uint8_t cmd;                /* SOCKS_CMD_CONNECT or SOCKS_CMD_BIND */
-    bool is_4a;                 /* DSTIP was 0.0.0.x (x != 0): target came from the domain */
+    uint8_t cmd;                 /* SOCKS_CMD_CONNECT or SOCKS_CMD_BIND */
+    bool is_4a;                  /* DSTIP was 0.0.0.x (x != 0): target came from the domain */
     struct upstream_addr target; /* HOST_IP (SOCKS4, or 4a with an IP literal) or HOST_DOMAIN */
-    const uint8_t *userid;      /* borrowed: into buf, not NUL-terminated; never NULL */
-    size_t userid_len;          /* 0..255 */
+    const uint8_t *userid;       /* borrowed: into buf, not NUL-terminated; never NULL */
+    size_t userid_len;           /* 0..255 */
 };
 
 /* VN=4 CD DSTPORT(2) DSTIP(4) USERID NUL [DOMAIN NUL when DSTIP is 0.0.0.x, x != 0].
  * CD must be 1 or 2 (SOCKS_E_CMD). USERID is 0..255 bytes (SOCKS_E_USERID_LONG).
  * The SOCKS4a domain is 1..255 bytes (SOCKS_E_DOMAIN_LONG) and must be a valid domain
  * or an IP literal (SOCKS_E_DOMAIN); an IP literal gives HOST_IP. DSTIP 0.0.0.0 is
- * plain SOCKS4 with IP 0.0.0.0 (the egress filter refuses it). */
+ * plain SOCKS4 with IP 0.0.0.0 (left for the egress filter to refuse). */
 int socks4_parse_request(const uint8_t *buf, size_t len, struct socks4_request *out);
 
 /* 8-byte reply: 0, rep (SOCKS4_REP_*), DSTPORT, DSTIP from bound when it is IPv4 (or
@@ -140,8 +146,8 @@ int socks4_build_reply(uint8_t rep, const union sockaddr_any *bound, uint8_t *bu
 /* ---- SOCKS5 method negotiation ---- */
 
 struct socks5_greeting {
-    uint8_t nmethods;           /* 1..255 as sent */
-    uint8_t methods;            /* SOCKS5_METHOD_F_* offered; other methods are ignored */
+    uint8_t nmethods; /* 1..255 as sent */
+    uint8_t methods;  /* SOCKS5_METHOD_F_* offered; other methods are ignored */
 };
 
 /* VER=5 NMETHODS(>=1) METHODS[NMETHODS]. Duplicates and unknown methods are accepted
@@ -154,10 +160,10 @@ int socks5_build_method_reply(uint8_t method, uint8_t *buf, size_t cap);
 /* ---- RFC 1929 username/password ---- */
 
 struct socks5_auth {
-    const uint8_t *user;        /* borrowed: into buf, not NUL-terminated */
-    size_t user_len;            /* 1..255 */
-    const uint8_t *pass;        /* borrowed: into buf, not NUL-terminated */
-    size_t pass_len;            /* 0..255 */
+    const uint8_t *user; /* borrowed: into buf, not NUL-terminated */
+    size_t user_len;     /* 1..255 */
+    const uint8_t *pass; /* borrowed: into buf, not NUL-terminated */
+    size_t pass_len;     /* 0..255 */
 };
 
 /* VER=1 ULEN UNAME PLEN PASSWD. ULEN 0 is SOCKS_E_ULEN. PLEN 0 is accepted although
@@ -173,7 +179,7 @@ int socks5_build_auth_reply(uint8_t status, uint8_t *buf, size_t cap);
 /* ---- SOCKS5 requests and replies ---- */
 
 struct socks5_request {
-    uint8_t cmd;                /* SOCKS_CMD_CONNECT, _BIND or _UDP_ASSOCIATE */
+    uint8_t cmd;                 /* SOCKS_CMD_CONNECT, _BIND or _UDP_ASSOCIATE */
     struct upstream_addr target; /* DST.ADDR + DST.PORT */
 };
 

@@ -23,8 +23,8 @@ static int feed_at(int line, const char *what, const void *bv, size_t len,
     char why[200] = "";
 
     if (r != want)
-        snprintf(why, sizeof(why), "whole input gives %d (%s), want %d", r,
-                 proxy_proto_strerror(r), want);
+        snprintf(why, sizeof(why), "whole input gives %d (%s), want %d", r, proxy_proto_strerror(r),
+                 want);
     for (size_t k = 0; k <= len && !why[0]; k++) {
         uint8_t *copy = malloc(k ? k : 1);
         memcpy(copy, b, k);
@@ -146,8 +146,8 @@ static void test_v1(void)
     FEEDS("v1: TCP4 alone", "PROXY TCP4\r\n", &i, PP_E_V1_SYNTAX, 12);
     FEEDS("v1: TCP4 space", "PROXY TCP4 \r\n", &i, PP_E_V1_SYNTAX, 13);
     FEEDS("v1: double space", "PROXY TCP4 1.1.1.1  2.2.2.2 1 2\r\n", &i, PP_E_V1_SYNTAX, 33);
-    FEEDS("v1: double space after PROXY", "PROXY  TCP4 1.1.1.1 2.2.2.2 1 2\r\n", &i,
-          PP_E_V1_PROTO, 33);
+    FEEDS("v1: double space after PROXY", "PROXY  TCP4 1.1.1.1 2.2.2.2 1 2\r\n", &i, PP_E_V1_PROTO,
+          33);
     FEEDS("v1: trailing space", "PROXY TCP4 1.1.1.1 2.2.2.2 1 2 \r\n", &i, PP_E_V1_SYNTAX, 33);
     FEEDS("v1: missing port", "PROXY TCP4 1.1.1.1 2.2.2.2 1\r\n", &i, PP_E_V1_SYNTAX, 30);
     FEEDS("v1: extra field", "PROXY TCP4 1.1.1.1 2.2.2.2 1 2 3\r\n", &i, PP_E_V1_SYNTAX, 34);
@@ -159,8 +159,8 @@ static void test_v1(void)
     FEEDS("v1: hostname", "PROXY TCP4 localhost 2.2.2.2 1 2\r\n", &i, PP_E_V1_ADDR, 34);
     FEEDS("v1: bracketed IPv6", "PROXY TCP6 [::1] ::1 1 2\r\n", &i, PP_E_V1_ADDR, 26);
     FEEDS("v1: IPv6 zone", "PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n", &i, PP_E_V1_ADDR, 33);
-    feed("v1: NUL inside an address", "PROXY TCP4 1.1.1.1\0x 2.2.2.2 1 2\r\n", 34, &i,
-         PP_E_V1_ADDR, 34);
+    feed("v1: NUL inside an address", "PROXY TCP4 1.1.1.1\0x 2.2.2.2 1 2\r\n", 34, &i, PP_E_V1_ADDR,
+         34);
     FEEDS("v1: port 65536", "PROXY TCP4 1.1.1.1 2.2.2.2 65536 2\r\n", &i, PP_E_V1_PORT, 36);
     FEEDS("v1: port 080", "PROXY TCP4 1.1.1.1 2.2.2.2 080 2\r\n", &i, PP_E_V1_PORT, 34);
     FEEDS("v1: port 00", "PROXY TCP4 1.1.1.1 2.2.2.2 1 00\r\n", &i, PP_E_V1_PORT, 33);
@@ -227,21 +227,87 @@ static const uint8_t v2_tcp4[] = {
     0x21,                                                                   /* v2 PROXY */
     0x11,                                                                   /* TCP over IPv4 */
     0x00, 0x0C,                                                             /* 12 bytes */
-    192, 168, 0, 1,                                                         /* src */
-    10, 0, 0, 1,                                                            /* dst */
+    192,  168,  0,    1,                                                    /* src */
+    10,   0,    0,    1,                                                    /* dst */
     0xD4, 0x31,                                                             /* 54321 */
     0x01, 0xBB,                                                             /* 443 */
 };
 
 static const uint8_t v2_tcp6_tlv[] = {
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-    0x21, 0x21, 0x00, 0x3A, /* 36 + 5 + 14 + 3 = 58 */
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
-    0x04, 0xD2, 0x00, 0x50,
-    PP2_TYPE_ALPN, 0x00, 0x02, 'h', '2',
-    PP2_TYPE_AUTHORITY, 0x00, 0x0B, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm',
-    PP2_TYPE_NOOP, 0x00, 0x00,
+    0x0D,
+    0x0A,
+    0x0D,
+    0x0A,
+    0x00,
+    0x0D,
+    0x0A,
+    0x51,
+    0x55,
+    0x49,
+    0x54,
+    0x0A,
+    0x21,
+    0x21,
+    0x00,
+    0x3A, /* 36 + 5 + 14 + 3 = 58 */
+    0x20,
+    0x01,
+    0x0d,
+    0xb8,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0x01,
+    0x20,
+    0x01,
+    0x0d,
+    0xb8,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0x02,
+    0x04,
+    0xD2,
+    0x00,
+    0x50,
+    PP2_TYPE_ALPN,
+    0x00,
+    0x02,
+    'h',
+    '2',
+    PP2_TYPE_AUTHORITY,
+    0x00,
+    0x0B,
+    'e',
+    'x',
+    'a',
+    'm',
+    'p',
+    'l',
+    'e',
+    '.',
+    'c',
+    'o',
+    'm',
+    PP2_TYPE_NOOP,
+    0x00,
+    0x00,
 };
 
 static const uint8_t v2_local[] = {
@@ -260,8 +326,8 @@ static void test_v2(void)
     s = sa4("192.168.0.1", 54321);
     d = sa4("10.0.0.1", 443);
     ok(i.version == 2 && i.command == PROXY_PROTO_CMD_PROXY && i.v2_family == 0x11 &&
-           i.transport == PROXY_PROTO_TRANSPORT_STREAM && sa_eq(&i.src, &s) &&
-           sa_eq(&i.dst, &d) && !i.tlvs && !i.tlvs_len,
+           i.transport == PROXY_PROTO_TRANSPORT_STREAM && sa_eq(&i.src, &s) && sa_eq(&i.dst, &d) &&
+           !i.tlvs && !i.tlvs_len,
        "v2 TCP4: fields");
 
     FEEDA("v2: TCP6 with TLVs", v2_tcp6_tlv, &i, 74, 74);
@@ -457,7 +523,8 @@ static void test_build_v2(void)
     s = sa6("::ffff:1.2.3.4", 1);
     d = sa4("5.6.7.8", 2);
     n = proxy_proto_build_v2(&s, &d, out, sizeof(out), NULL, 0);
-    ok(n == 28 && out[13] == 0x11 && !memcmp(out + 16, "\x01\x02\x03\x04\x05\x06\x07\x08\0\x01\0\x02", 12),
+    ok(n == 28 && out[13] == 0x11 &&
+           !memcmp(out + 16, "\x01\x02\x03\x04\x05\x06\x07\x08\0\x01\0\x02", 12),
        "build v2: mapped + IPv4 -> TCP4");
     s = sa6("2001:db8::9", 1);
     n = proxy_proto_build_v2(&d, &s, out, sizeof(out), NULL, 0);

@@ -9,19 +9,34 @@
 
 typedef int (*parse_fn)(const uint8_t *, size_t, void *);
 
-static int w_s4(const uint8_t *b, size_t l, void *o) { return socks4_parse_request(b, l, o); }
-static int w_greet(const uint8_t *b, size_t l, void *o) { return socks5_parse_greeting(b, l, o); }
-static int w_auth(const uint8_t *b, size_t l, void *o) { return socks5_parse_auth(b, l, o); }
-static int w_req(const uint8_t *b, size_t l, void *o) { return socks5_parse_request(b, l, o); }
-static int w_udp(const uint8_t *b, size_t l, void *o) { return socks5_parse_udp_header(b, l, o); }
+static int w_s4(const uint8_t *b, size_t l, void *o)
+{
+    return socks4_parse_request(b, l, o);
+}
+static int w_greet(const uint8_t *b, size_t l, void *o)
+{
+    return socks5_parse_greeting(b, l, o);
+}
+static int w_auth(const uint8_t *b, size_t l, void *o)
+{
+    return socks5_parse_auth(b, l, o);
+}
+static int w_req(const uint8_t *b, size_t l, void *o)
+{
+    return socks5_parse_request(b, l, o);
+}
+static int w_udp(const uint8_t *b, size_t l, void *o)
+{
+    return socks5_parse_udp_header(b, l, o);
+}
 
 /* Feed (b, len) to fn as every prefix (each in an exactly-sized heap copy, so ASan sees
  * any over-read) and as the whole input followed by junk. Prefixes shorter than `at`
  * must give 0, the others `want`, with the same out as the whole input. One TAP line.
  * out receives the whole input's result (parsed from b itself, so pointers are into b). */
 #define feed(...) feed_at(__LINE__, __VA_ARGS__)
-static int feed_at(int line, const char *what, parse_fn fn, const uint8_t *b, size_t len,
-                   void *out, size_t osize, int want, size_t at)
+static int feed_at(int line, const char *what, parse_fn fn, const uint8_t *b, size_t len, void *out,
+                   size_t osize, int want, size_t at)
 {
     uint8_t *tmp = malloc(osize), *junk = malloc(len + 16);
     int r = fn(b, len, out), bad = 0;
@@ -128,8 +143,8 @@ static void test_socks4(void)
     ok(!r.is_4a && r.target.kind == HOST_IP && !strcmp(r.target.host, "0.0.0.0"),
        "socks4 0.0.0.0: HOST_IP");
 
-    static const uint8_t a4[] = {4, 1, 1, 0xbb, 0, 0, 0, 1, 'u', 0,
-                                 'E', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'C', 'O', 'M', '.', 0};
+    static const uint8_t a4[] = {4,   1,   1,   0xbb, 0,   0,   0,   1,   'u', 0,   'E', 'x',
+                                 'a', 'm', 'p', 'l',  'e', '.', 'C', 'O', 'M', '.', 0};
     FEED("socks4a domain", w_s4, a4, &r, sizeof(a4), sizeof(a4));
     ok(r.is_4a, "socks4a: is_4a");
     is_int(r.target.kind, HOST_DOMAIN, "socks4a: HOST_DOMAIN");
@@ -137,14 +152,15 @@ static void test_socks4(void)
     is_int(r.target.port, 443, "socks4a: port");
     ok(r.userid_len == 1 && r.userid[0] == 'u', "socks4a: userid");
 
-    static const uint8_t a4ip[] = {4, 1, 0, 80, 0, 0, 0, 9, 0, '1', '0', '.', '1', '.', '2', '.', '3', 0};
+    static const uint8_t a4ip[] = {4,   1,   0,   80,  0,   0,   0,   9,   0,
+                                   '1', '0', '.', '1', '.', '2', '.', '3', 0};
     FEED("socks4a IPv4 literal", w_s4, a4ip, &r, sizeof(a4ip), sizeof(a4ip));
     ok(r.is_4a && r.target.kind == HOST_IP && r.target.ip.family == AF_INET &&
            !strcmp(r.target.host, "10.1.2.3"),
        "socks4a IPv4 literal: HOST_IP");
 
-    static const uint8_t a4ip6[] = {4, 1, 0, 80, 0, 0, 0, 9, 0, ':', ':', 'F', 'F', 'F', 'F', ':',
-                                    '1', '.', '2', '.', '3', '.', '4', 0};
+    static const uint8_t a4ip6[] = {4,   1,   0,   80,  0,   0,   0,   9,   0,   ':', ':', 'F',
+                                    'F', 'F', 'F', ':', '1', '.', '2', '.', '3', '.', '4', 0};
     FEED("socks4a IPv6 literal", w_s4, a4ip6, &r, sizeof(a4ip6), sizeof(a4ip6));
     ok(r.target.kind == HOST_IP && r.target.ip.family == AF_INET6 &&
            !strcmp(r.target.host, "::ffff:1.2.3.4"),
@@ -302,19 +318,22 @@ static void test_request(void)
            !strcmp(q.target.host, "127.0.0.1") && q.target.port == 8080,
        "request IPv4: fields");
 
-    static const uint8_t r6[] = {5, 2, 0, 4, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
-                                 0, 0, 0, 0, 0, 0, 0, 1, 0, 21};
+    static const uint8_t r6[] = {5, 2, 0, 4, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0,
+                                 0, 0, 0, 0, 0,    0,    0,    0,    1, 0, 21};
     FEED("request: bind IPv6", w_req, r6, &q, 22, 22);
     ok(q.cmd == SOCKS_CMD_BIND && q.target.kind == HOST_IP && q.target.ip.family == AF_INET6 &&
            !strcmp(q.target.host, "2001:db8::1") && q.target.port == 21,
        "request IPv6: fields");
 
-    static const uint8_t rd[] = {5, 1, 0, 3, 11, 'E', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'o', 'r', 'g', 1, 0xbb};
+    static const uint8_t rd[] = {5,   1,   0,   3,   11,  'E', 'x', 'a', 'm',
+                                 'p', 'l', 'e', '.', 'o', 'r', 'g', 1,   0xbb};
     FEED("request: connect domain", w_req, rd, &q, 18, 18);
-    ok(q.target.kind == HOST_DOMAIN && !strcmp(q.target.host, "example.org") && q.target.port == 443,
+    ok(q.target.kind == HOST_DOMAIN && !strcmp(q.target.host, "example.org") &&
+           q.target.port == 443,
        "request domain: lower-cased");
 
-    static const uint8_t rdip[] = {5, 1, 0, 3, 11, '1', '9', '2', '.', '1', '6', '8', '.', '1', '.', '1', 0, 80};
+    static const uint8_t rdip[] = {5,   1,   0,   3,   11,  '1', '9', '2', '.',
+                                   '1', '6', '8', '.', '1', '.', '1', 0,   80};
     FEED("request: IPv4 literal in domain", w_req, rdip, &q, 18, 18);
     ok(q.target.kind == HOST_IP && q.target.ip.family == AF_INET &&
            !strcmp(q.target.host, "192.168.1.1"),
@@ -378,10 +397,13 @@ static void test_request(void)
     FEED("request: bracketed IPv6 is not a name", w_req, e11, &q, SOCKS_E_DOMAIN, 10);
 
     is_int(socks5_error_reply_code(SOCKS_E_CMD), SOCKS5_REP_CMD_NOT_SUPPORTED, "rep: E_CMD -> 7");
-    is_int(socks5_error_reply_code(SOCKS_E_ATYP), SOCKS5_REP_ATYP_NOT_SUPPORTED, "rep: E_ATYP -> 8");
+    is_int(socks5_error_reply_code(SOCKS_E_ATYP), SOCKS5_REP_ATYP_NOT_SUPPORTED,
+           "rep: E_ATYP -> 8");
     is_int(socks5_error_reply_code(SOCKS_E_RSV), SOCKS5_REP_GENERAL_FAILURE, "rep: E_RSV -> 1");
-    is_int(socks5_error_reply_code(SOCKS_E_DOMAIN), SOCKS5_REP_GENERAL_FAILURE, "rep: E_DOMAIN -> 1");
-    is_int(socks5_error_reply_code(SOCKS_E_VERSION), SOCKS5_REP_GENERAL_FAILURE, "rep: E_VERSION -> 1");
+    is_int(socks5_error_reply_code(SOCKS_E_DOMAIN), SOCKS5_REP_GENERAL_FAILURE,
+           "rep: E_DOMAIN -> 1");
+    is_int(socks5_error_reply_code(SOCKS_E_VERSION), SOCKS5_REP_GENERAL_FAILURE,
+           "rep: E_VERSION -> 1");
     is_int(SOCKS5_REP_CONN_TIMEOUT, 9, "rep: g3proxy's non-standard timeout code");
 
     int distinct = 1;
@@ -409,9 +431,10 @@ static void test_reply(void)
     is_int(socks5_build_reply(0, &b, out, 9), -1, "reply IPv4: cap 9");
     is_int(socks5_build_reply(0, &b, out, 10), 10, "reply IPv4: cap 10");
     b = sa6("2001:db8::2", 443);
-    ok(hexdump_eq(out, socks5_build_reply(SOCKS5_REP_SUCCEEDED, &b, out, sizeof(out)),
-                  (const uint8_t *)"\x05\x00\x00\x04\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x02\x01\xbb",
-                  22),
+    ok(hexdump_eq(
+           out, socks5_build_reply(SOCKS5_REP_SUCCEEDED, &b, out, sizeof(out)),
+           (const uint8_t *)"\x05\x00\x00\x04\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x02\x01\xbb",
+           22),
        "reply IPv6: bytes");
     is_int(socks5_build_reply(0, &b, out, 21), -1, "reply IPv6: cap 21");
     is_int(socks5_build_reply(0, &b, out, 2), -1, "reply IPv6: cap 2");
@@ -450,7 +473,8 @@ static void test_reply(void)
        "reply_host NULL: 0.0.0.0:0");
     memset(&h, 0, sizeof(h));
     h.kind = HOST_IP;
-    is_int(socks5_build_reply_host(0, &h, out, sizeof(out)), -1, "reply_host: HOST_IP without family");
+    is_int(socks5_build_reply_host(0, &h, out, sizeof(out)), -1,
+           "reply_host: HOST_IP without family");
 }
 
 /* build_reply_host / build_udp_header_host -> parse gives the same target back */
@@ -503,7 +527,8 @@ static void test_udp(void)
     static const uint8_t ud[] = {0, 0, 0, 3, 4, 'h', 'o', 's', 't', 0x30, 0x39};
     FEED("udp domain, empty data", w_udp, ud, &t, 11, 11);
     ok(t.kind == HOST_DOMAIN && !strcmp(t.host, "host") && t.port == 12345, "udp domain: target");
-    static const uint8_t u6[] = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 7, 'x'};
+    static const uint8_t u6[] = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0,  0,
+                                 0, 0, 0, 0, 0, 0, 0, 1, 0, 7, 'x'};
     is_int(socks5_parse_udp_header(u6, sizeof(u6), &t), 22, "udp IPv6: header 22");
     ok(t.ip.family == AF_INET6 && !strcmp(t.host, "::1") && t.port == 7, "udp IPv6: target");
 
@@ -531,9 +556,10 @@ static void test_udp(void)
                   (const uint8_t *)"\0\0\0\x01\x08\x08\x04\x04\x00\x35", 10),
        "udp header v4-mapped: IPv4");
     s = sa6("2001:4860:4860::8888", 53);
-    ok(hexdump_eq(out, socks5_build_udp_header(&s, out, sizeof(out)),
-                  (const uint8_t *)"\0\0\0\x04\x20\x01\x48\x60\x48\x60\0\0\0\0\0\0\0\0\x88\x88\x00\x35",
-                  22),
+    ok(hexdump_eq(
+           out, socks5_build_udp_header(&s, out, sizeof(out)),
+           (const uint8_t *)"\0\0\0\x04\x20\x01\x48\x60\x48\x60\0\0\0\0\0\0\0\0\x88\x88\x00\x35",
+           22),
        "udp header IPv6: bytes");
     is_int(socks5_build_udp_header(&s, out, 21), -1, "udp header IPv6: cap 21");
     is_int(socks5_build_udp_header(&s, out, 2), -1, "udp header: cap 2");
