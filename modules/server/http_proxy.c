@@ -454,6 +454,8 @@ static int relay_dir_done(struct relay *r, int d)
     struct hp_req *rq = r->owner;
 
     rq->body_done[d] = true;
+    if (d == 0 && !rq->head_sent && !ev_is_active(&rq->timer))
+        ev_timer_start(rq->hc->w->loop, &rq->timer);
     if (d == 1 && !rq->body_done[0]) {
         /* the answer came before the request body ended: nothing can be reused */
         rq->client_keepalive = false;
@@ -790,7 +792,9 @@ static int req_send(struct hp_req *rq)
     rq->hdr_sent_us = now_mono_us();
     ev_timer_stop(hc->w->loop, &rq->timer);
     ev_timer_init(&rq->timer, on_rsp_timeout, secs(hp->rsp_hdr_timeout_ns), 0.);
-    ev_timer_start(hc->w->loop, &rq->timer);
+    /* the wait for the answer starts once the request is all sent (see relay_dir_done) */
+    if (rq->body_kind == HTTP1_BODY_NONE)
+        ev_timer_start(hc->w->loop, &rq->timer);
     return relay_kick(r) == RELAY_GONE ? -1 : 0;
 }
 
