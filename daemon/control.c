@@ -427,7 +427,7 @@ static char *ctl_exec(struct cconn *cc, char *line)
     if (!strcmp(argv[0], "set") && argc == 3) {
         char *end, *s;
         unsigned long v = strtoul(argv[2], &end, 10);
-        if (*end || v > 3600)
+        if (*end || v == 0 || v > 3600)
             return asprintf(&s, "Error: invalid u64 value for %s", argv[1]) < 0 ? NULL : s;
         if (!strcmp(argv[1], "recv_timeout"))
             cc->recv_timeout = (double)v;

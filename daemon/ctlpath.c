@@ -1,6 +1,7 @@
 /* Control socket locations; see ctlpath.h. Linked into proxyd and proxyctl. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ctlpath.h"
@@ -10,8 +11,9 @@ size_t ctl_dir_candidates(char out[][256], size_t max)
     const char *rt = getenv("RUNTIME_DIRECTORY"), *xdg = getenv("XDG_RUNTIME_DIR");
     size_t n = 0;
 
+    /* systemd joins several RuntimeDirectory= paths with ':': ours is the first */
     if (rt && *rt && n < max)
-        snprintf(out[n++], 256, "%s", rt);
+        snprintf(out[n++], 256, "%.*s", (int)strcspn(rt, ":"), rt);
     if (n < max)
         snprintf(out[n++], 256, "/run/proxyd");
     if (xdg && *xdg && n < max)

@@ -344,19 +344,22 @@ static unsigned worker_count(struct daemon *d)
     return MIN(n, STATS_MAX_WORKERS);
 }
 
-int daemon_start(struct daemon *d, struct generation **first, const struct spec_list *specs,
-                 char **err)
+int daemon_bind(struct daemon *d, const struct spec_list *specs, char **err)
 {
     d->nworkers = worker_count(d);
+    /* the first generation opens its listeners before any worker runs */
+    d->gen = gen_build(d, specs, NULL, true, err);
+    if (!d->gen)
+        return -1;
+    d->gen->id = ++d->gen_seq;
+    return 0;
+}
+
+int daemon_start(struct daemon *d, char **err)
+{
     d->workers = calloc(d->nworkers, sizeof(*d->workers));
     if (!d->workers)
         return err_set(err, "out of memory");
-    /* the first generation binds its listeners before any worker runs */
-    *first = gen_build(d, specs, NULL, true, err);
-    if (!*first)
-        return -1;
-    (*first)->id = ++d->gen_seq;
-    d->gen = *first;
     for (unsigned i = 0; i < d->nworkers; i++)
         if (worker_create(d, i, &d->workers[i], err) < 0)
             return -1;

@@ -23,6 +23,10 @@
 #include "registry.h"
 #include "sdnotify.h"
 
+/* sysexits.h: systemd shows them by name, and RestartPreventExitStatus=78 keeps a
+ * broken config from restarting in a loop */
+#define EXIT_USAGE 64  /* EX_USAGE */
+#define EXIT_OSERR 71  /* EX_OSERR: cannot bind, cannot detach */
 #define EXIT_CONFIG 78 /* EX_CONFIG */
 #define DEFAULT_CONFIG "/etc/proxyd/main.yaml"
 
@@ -45,15 +49,15 @@ static void usage(FILE *out)
             "  -h, --help               display this help and exit\n"
             "\n"
             "Signals: HUP reloads, TERM goes offline gracefully, INT/QUIT quit now,\n"
-            "USR1 reopens log files. Exit status 78 means the configuration is invalid.\n"
+            "USR1 reopens log files.\n"
+            "Exit status: 0 ok, 64 bad command line, 71 cannot bind or detach,\n"
+            "78 invalid configuration, 1 other errors.\n"
             "See proxyd(8), proxyd.yaml(5) and proxyctl(8).\n");
 }
 
-static void version(int verbose)
+static void version(void)
 {
     printf("proxyd %s\n", PROXYD_VERSION);
-    if (!verbose)
-        return;
     char pcre[64] = "";
     pcre2_config(PCRE2_CONFIG_VERSION, pcre);
     printf("libev %d.%d, %s, c-ares %s, libyaml %s, PCRE2 %s\n", ev_version_major(),
@@ -103,21 +107,35 @@ static int write_pid_file(const char *path)
     return fd;
 }
 
-static int daemonize(void)
+/* Detach (double fork, setsid). The first parent stays until the daemon says it is
+ * ready, and exits with the status the daemon reports through the pipe, so the shell
+ * or init script that started it sees a failure that happens after detaching. */
+static int daemonize(int *ready_fd)
 {
-    pid_t pid = fork();
+    int p[2];
+    pid_t pid;
 
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid = fork();
     if (pid < 0)
         return -1;
-    if (pid > 0)
-        _exit(0);
+    if (pid > 0) {
+        unsigned char status = 1;
+        close(p[1]);
+        while (read(p[0], &status, 1) < 0 && errno == EINTR)
+            ;
+        /* EOF without a byte: the daemon died before it was ready */
+        _exit(status);
+    }
+    close(p[0]);
     if (setsid() < 0)
         return -1;
     pid = fork();
     if (pid < 0)
         return -1;
     if (pid > 0)
-        _exit(0);
+        _exit(0); /* the pipe's writer lives on in the grandchild */
     if (chdir("/") < 0)
         return -1;
     int fd = open("/dev/null", O_RDWR);
@@ -128,7 +146,20 @@ static int daemonize(void)
         if (fd > 2)
             close(fd);
     }
+    *ready_fd = p[1];
     return 0;
+}
+
+static void daemonize_report(int *ready_fd, int status)
+{
+    unsigned char b = (unsigned char)status;
+
+    if (*ready_fd < 0)
+        return;
+    while (write(*ready_fd, &b, 1) < 0 && errno == EINTR)
+        ;
+    close(*ready_fd);
+    *ready_fd = -1;
 }
 
 static void announce(struct daemon *d)
@@ -163,7 +194,7 @@ int main(int argc, char **argv)
     struct generation *g = NULL;
     bool show_version = false;
     char *err = NULL;
-    int c, pid_fd = -1, rc = 0;
+    int c, pid_fd = -1, ready_fd = -1, rc = 0;
 
     d.opts.config = DEFAULT_CONFIG;
     d.opts.group = "";
@@ -179,27 +210,27 @@ int main(int argc, char **argv)
         case 'v': d.opts.verbose++; break;
         case 'V': show_version = true; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: usage(stderr); return EXIT_USAGE;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "proxyd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
-        return 2;
+        return EXIT_USAGE;
     }
     if (show_version) {
-        version(d.opts.verbose);
+        version();
         return 0;
     }
     if (d.opts.daemonize && !d.opts.pid_file) {
         fprintf(stderr, "proxyd: --daemon needs --pid-file\n");
-        return 2;
+        return EXIT_USAGE;
     }
     for (const char *p = d.opts.group; *p; p++) {
         if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
               ((*p | 32) >= 'a' && (*p | 32) <= 'z'))) {
             fprintf(stderr, "proxyd: invalid group name '%s'\n", d.opts.group);
-            return 2;
+            return EXIT_USAGE;
         }
     }
 
@@ -210,55 +241,58 @@ int main(int argc, char **argv)
         log_err("cannot initialize the event loop");
         return 1;
     }
-    if (daemon_load_config(&d, &specs, true, &err) < 0) {
-        log_err("%s", err);
+
+    /* the whole configuration is checked before anything is opened: a broken one is
+     * EX_CONFIG at start exactly as under -t */
+    d.nworkers = 1;
+    if (daemon_load_config(&d, &specs, true, &err) < 0 ||
+        !(g = gen_build(&d, &specs, NULL, false, &err)) ||
+        evlog_open(&d.evlog, &d.log_conf, d.opts.group, &err) < 0) {
+        if (d.opts.test)
+            fprintf(stderr, "proxyd: %s\n", err);
+        else
+            log_err("%s", err);
         rc = EXIT_CONFIG;
         goto out;
     }
-
+    gen_unref(g);
+    g = NULL;
     if (d.opts.test) {
-        d.nworkers = 1;
-        g = gen_build(&d, &specs, NULL, false, &err);
-        if (!g) {
-            fprintf(stderr, "proxyd: %s\n", err);
-            rc = EXIT_CONFIG;
-            goto out;
-        }
-        gen_unref(g);
         printf("proxyd: the configuration in %s is valid\n", d.main_path);
         goto out;
     }
 
     raise_nofile();
-    if (evlog_open(&d.evlog, &d.log_conf, d.opts.group, &err) < 0) {
+    if (daemon_bind(&d, &specs, &err) < 0) {
         log_err("%s", err);
-        rc = EXIT_CONFIG;
-        goto out;
-    }
-    if (d.opts.daemonize && daemonize() < 0) {
-        log_err("cannot detach: %s", strerror(errno));
-        rc = 1;
-        goto out;
-    }
-    if (d.opts.pid_file && (pid_fd = write_pid_file(d.opts.pid_file)) < 0) {
-        rc = 1;
-        goto out;
-    }
-    if (daemon_start(&d, &g, &specs, &err) < 0 || control_open(&d, &err) < 0 ||
-        evlog_start(d.evlog) < 0) {
-        log_err("%s", err ? err : "cannot start");
-        rc = 1;
+        rc = EXIT_OSERR;
         goto out;
     }
     spec_list_free(&specs);
+    if (d.opts.daemonize && daemonize(&ready_fd) < 0) {
+        log_err("cannot detach: %s", strerror(errno));
+        rc = EXIT_OSERR;
+        goto out;
+    }
+    if (d.opts.pid_file && (pid_fd = write_pid_file(d.opts.pid_file)) < 0) {
+        rc = EXIT_OSERR;
+        goto out;
+    }
+    if (daemon_start(&d, &err) < 0 || control_open(&d, &err) < 0 || evlog_start(d.evlog) < 0) {
+        log_err("%s", err ? err : "cannot start");
+        rc = EXIT_OSERR;
+        goto out;
+    }
     announce(&d);
     log_notice("proxyd %s running with %u workers (generation %llu)", PROXYD_VERSION, d.nworkers,
                (unsigned long long)d.gen->id);
     sd_notifyf(&d, "READY=1\nSTATUS=running generation %llu", (unsigned long long)d.gen->id);
+    daemonize_report(&ready_fd, 0);
     daemon_run(&d);
     rc = d.exit_code;
 
 out:
+    daemonize_report(&ready_fd, rc ? rc : 1);
     spec_list_free(&specs);
     daemon_shutdown(&d);
     if (pid_fd >= 0) {

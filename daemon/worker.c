@@ -225,8 +225,14 @@ static void do_switch(struct worker *w, void *arg)
     size_t nprev = w->nls;
     w->ls = NULL;
     w->nls = 0;
-    if (!w->offline)
+    if (!w->offline) {
         listeners_start(w, g);
+        for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
+            struct server *s = (struct server *)g->objs[OBJ_SERVER][i];
+            if (s->ops->worker_attach)
+                s->ops->worker_attach(s, w);
+        }
+    }
     for (size_t i = 0; i < nprev; i++) {
         ev_io_stop(w->loop, &prev[i].io);
         listen_set_unref(prev[i].ls);
@@ -369,7 +375,8 @@ int worker_start(struct worker *w)
     snprintf(name, sizeof(name), "proxyd-w%u", w->id);
     pthread_setname_np(w->thread, name);
     if (w->d->worker.sched_affinity) {
-        int cpu = (int)w->id;
+        /* a map pins only the workers it lists; `true` pins worker i to CPU i */
+        int cpu = w->d->worker.cpus ? -1 : (int)w->id;
         if (w->d->worker.cpus && w->id < w->d->worker.ncpus)
             cpu = w->d->worker.cpus[w->id];
         if (cpu >= 0) {

@@ -7,7 +7,7 @@ set -eu
 build_pkgs="gcc make autoconf pkg-config libev-dev libssl-dev libc-ares-dev libyaml-dev libpcre2-dev"
 test_pkgs="$build_pkgs clang libclang-rt-14-dev curl python3 python3-pytest python3-pycurl
   python3-requests python3-socks nginx-light dnsmasq-base socat iproute2 bind9-dnsutils
-  openssl procps ca-certificates"
+  openssl procps ca-certificates man-db groff-base"
 
 case "${1:-build}" in
 build) want=$build_pkgs ;;

@@ -29,7 +29,7 @@ int conf_scalar(struct conf_ctx *cx, const struct cnode *n, const char **out);
 int conf_parse_duration(const char *s, uint64_t *ns);  /* 0 / -1 */
 int conf_parse_size(const char *s, uint64_t *bytes);   /* 0 / -1 */
 int conf_parse_bool(const struct cnode *n, bool *b);   /* 0 / -1 */
-int conf_parse_i64(const char *s, int64_t *v);         /* 0 / -1, decimal only */
+int conf_parse_i64(const char *s, int64_t *v);         /* 0 / -1; decimal or 0x hex */
 
 /* ---- addresses (confval_net.c) ---- */
 int cp_upstream(struct conf_ctx *, const struct cnode *, void *, const struct conf_key *); /* struct upstream_addr */

@@ -113,11 +113,12 @@ uint64_t daemon_alive_tasks(struct daemon *d);
 /* The current generation with a reference (caller unrefs). */
 struct generation *daemon_current_gen(struct daemon *d);
 
-/* Lifecycle (main.c): init, start (first generation, workers, signals), run the
- * main loop until offline or quit ends it, shut everything down. */
+/* Lifecycle (main.c): init; bind (the first generation with its listeners: before
+ * detaching, so a bind error reaches the caller); start (workers and signals: after
+ * detaching, threads do not survive fork); run until offline or quit; shut down. */
 int daemon_init(struct daemon *d);
-int daemon_start(struct daemon *d, struct generation **first, const struct spec_list *specs,
-                 char **err);
+int daemon_bind(struct daemon *d, const struct spec_list *specs, char **err);
+int daemon_start(struct daemon *d, char **err);
 void daemon_run(struct daemon *d);
 void daemon_shutdown(struct daemon *d);
 /* Make g the current generation (main thread). */
