@@ -71,14 +71,51 @@ void jb_arr_close(struct jbuf *jb)
     jb->need_comma = true;
 }
 
+/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid: overlong
+ * forms, surrogates and code points past U+10FFFF are invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    unsigned cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* Escape for a JSON string: quotes, backslashes and control characters escaped;
+ * bytes that are not valid UTF-8 (a hostile header, say) become U+FFFD, so every
+ * line stays valid JSON. */
 void json_escape(struct jbuf *jb, const char *s, size_t n)
 {
-    size_t start = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = 0, i = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        unsigned char c = u[i];
         const char *esc = NULL;
-        char u[8];
+        char tmp[8];
+        size_t skip = 1;
+
         if (c == '"')
             esc = "\\\"";
         else if (c == '\\')
@@ -90,14 +127,23 @@ void json_escape(struct jbuf *jb, const char *s, size_t n)
         else if (c == '\t')
             esc = "\\t";
         else if (c < 0x20 || c == 0x7f) {
-            snprintf(u, sizeof(u), "\\u%04x", c);
-            esc = u;
+            snprintf(tmp, sizeof(tmp), "\\u%04x", c);
+            esc = tmp;
+        } else if (c >= 0x80) {
+            size_t l = utf8_len(u + i, n - i);
+            if (l) {
+                i += l;
+                continue;
+            }
+            esc = "\\ufffd";
+        } else {
+            i++;
+            continue;
         }
-        if (esc) {
-            jb_raw(jb, s + start, i - start);
-            jb_raw(jb, esc, strlen(esc));
-            start = i + 1;
-        }
+        jb_raw(jb, s + start, i - start);
+        jb_raw(jb, esc, strlen(esc));
+        i += skip;
+        start = i;
     }
     jb_raw(jb, s + start, n - start);
 }
