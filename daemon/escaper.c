@@ -1,5 +1,6 @@
-/* Common escaper keys and the connect entry point. */
+/* Common escaper keys and the connect and UDP entry points. */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -31,6 +32,7 @@ int escaper_tcp_connect(struct escaper *e, struct connect_ctx *cc)
     cc->fd = -1;
     cc->used = NULL;
     cc->tries = 0;
+    cc->sys_errno = 0;
     cc->priv = NULL;
     cc->cancel = NULL;
     cc->start_us = now_mono_us();
@@ -89,5 +91,77 @@ void escaper_log_connect_error(struct escaper *e, struct connect_ctx *cc, const 
     evrec_u64(&r, "tcp_connect_tries", cc->tries);
     evrec_dur(&r, "tcp_connect_spend", (now_mono_us() - cc->start_us) * 1000);
     evrec_str(&r, "reason", task_reason_name(cc->reason));
+    evlog_emit(d->evlog, &r);
+}
+
+/* ------------------------------------------------------------------ UDP */
+
+int escaper_udp_open(struct escaper *e, struct udp_ctx *u)
+{
+    u->used = NULL;
+    u->priv = NULL;
+    u->reason = TR_NONE;
+    u->error = NULL;
+    for (int hop = 0; e && (e->ops->caps & ESC_CAP_ROUTE); hop++) {
+        if (hop >= ROUTE_MAX_HOPS || !e->ops->select) {
+            e = NULL;
+            break;
+        }
+        e = e->ops->select(e, u->task);
+    }
+    if (!e || !(e->ops->caps & ESC_CAP_UDP) || !e->ops->udp_open) {
+        u->reason = TR_ESCAPER_NOT_USABLE;
+        u->error = "escaper cannot relay UDP";
+        return -1;
+    }
+    u->used = e;
+    STAT_ADD(e->stats->slot[u->w->id].task_total, 1);
+    if (e->ops->udp_open(e, u) < 0) {
+        u->used = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int escaper_udp_sendto(struct udp_ctx *u, const struct upstream_addr *dst, const void *data,
+                       size_t len)
+{
+    BUG_ON(!u->used);
+    return u->used->ops->udp_sendto(u, dst, data, len);
+}
+
+void escaper_udp_close(struct udp_ctx *u)
+{
+    if (u->used && u->priv)
+        u->used->ops->udp_close(u);
+    u->priv = NULL;
+}
+
+void escaper_log_udp_error(struct escaper *e, const struct udp_ctx *u, const char *escaper_type,
+                           const struct upstream_addr *dst, const union sockaddr_any *peer,
+                           int err)
+{
+    struct daemon *d = e->obj.gen->d;
+    struct evrec r;
+    char id[33], up[HOST_MAX + 8];
+
+    if (!d || !d->evlog || !evlog_enabled(d->evlog, EVLOG_ESCAPE))
+        return;
+    evrec_init(&r, EVLOG_ESCAPE, LOG_LV_WARN, strerror(err));
+    evrec_str(&r, "escaper_type", escaper_type);
+    evrec_str(&r, "escaper_name", e->obj.name);
+    evrec_str(&r, "escape_type", "UdpSendto");
+    if (u->task)
+        evrec_strcpy(&r, "task_id", task_id_str(u->task, id));
+    if (dst) {
+        snprintf(up, sizeof(up), dst->kind == HOST_IP && dst->ip.family == AF_INET6
+                                     ? "[%s]:%u" : "%s:%u", dst->host, dst->port);
+        evrec_strcpy(&r, "upstream", up);
+    }
+    if (u->bound.sa.sa_family)
+        evrec_addr(&r, "next_bound_addr", &u->bound);
+    if (peer && peer->sa.sa_family)
+        evrec_addr(&r, "next_peer_addr", peer);
+    evrec_str(&r, "reason", strerror(err));
     evlog_emit(d->evlog, &r);
 }

@@ -377,6 +377,15 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
             struct server *s = (struct server *)g->objs[OBJ_SERVER][i];
             char *lerr = NULL;
 
+            if (s->ops->open_sockets) {
+                struct conf_ctx cx = {.kind = "server", .name = s->obj.name,
+                                      .dir = s->obj.src->dir, .arena = &s->obj.arena,
+                                      .node = s->obj.conf};
+                if (s->ops->open_sockets(s, old, &cx) < 0) {
+                    *err = cx.err ? cx.err : strdup("cannot open sockets");
+                    goto fail;
+                }
+            }
             if (!(s->ops->caps & SRV_CAP_TCP_LISTEN) || !s->listen.set)
                 continue;
             s->lset = listen_get(old, s->obj.name, &s->listen, d->nworkers, &lerr);

@@ -26,7 +26,12 @@ static const struct obj_ops *const user_groups[] = {
 
 static const struct obj_ops *const servers[] = {
     OPS(server_http_proxy_ops),
+    OPS(server_socks_proxy_ops),
     OPS(server_dummy_close_ops),
+    OPS(server_intelli_proxy_ops),
+    OPS(server_plain_tcp_port_ops),
+    OPS(server_tcp_stream_ops),
+    OPS(server_udp_stream_ops),
     NULL,
 };
 
@@ -46,8 +51,8 @@ static const char *const unsupported[OBJ_NKINDS] = {
                     "routedstip routeselect routefailover routemapping routequery routegeoip "
                     "trickfloat diverttcp complyaudit ",
     [OBJ_USER_GROUP] = " basic facts ldap ",
-    [OBJ_SERVER] = " socksproxy intelliproxy ppdptcpport ppdptcp tcpstream tlsstream "
-                   "sniproxy httprproxy httpreverseproxy httpgateway plaintcpport plaintcp "
+    [OBJ_SERVER] = " tlsstream "
+                   "sniproxy httprproxy httpreverseproxy httpgateway "
                    "plaintlsport plaintls nativetlsport nativetls plainquicport tcptproxy ",
 };
 

@@ -19,6 +19,7 @@ struct worker;
 struct task;
 struct accepted;
 struct connect_ctx;
+struct udp_ctx;
 
 enum obj_kind {
     OBJ_RESOLVER = 0,
@@ -141,7 +142,7 @@ struct escaper;
 
 #define ESC_CAP_TCP          0x01  /* tcp_connect */
 #define ESC_CAP_HTTP_FORWARD 0x02  /* next proxy takes absolute-form HTTP requests */
-#define ESC_CAP_UDP          0x04  /* relays datagrams */
+#define ESC_CAP_UDP          0x04  /* relays datagrams: udp_open/udp_sendto/udp_close */
 #define ESC_CAP_ROUTE        0x08  /* select() picks another escaper */
 
 struct escaper_ops {
@@ -154,6 +155,21 @@ struct escaper_ops {
      * escaper_connect_done() later, or -1 with the results set when it failed at
      * once. Set cc->cancel while pending. NULL unless ESC_CAP_TCP. */
     int (*tcp_connect)(struct escaper *e, struct connect_ctx *cc);
+    /* Open the escaper side of one UDP association (struct udp_ctx in escaper.h) on
+     * u->w: 0, or -1 with u->reason and u->error set (u's callbacks not called).
+     * Sockets may be opened lazily by udp_sendto. The state it makes is u->priv.
+     * NULL unless ESC_CAP_UDP. */
+    int (*udp_open)(struct escaper *e, struct udp_ctx *u);
+    /* Send one datagram (data borrowed for the call) to dst; a domain is resolved
+     * first (the datagram waits in a small bounded queue meanwhile). 0 when sent,
+     * queued or dropped (counted in u), -1 when the association cannot go on
+     * (u->reason, u->error set). Never calls u's callbacks from inside the call. NULL
+     * unless ESC_CAP_UDP. */
+    int (*udp_sendto)(struct udp_ctx *u, const struct upstream_addr *dst, const void *data,
+                      size_t len);
+    /* Release everything udp_open made; no callback of u runs afterwards. May be
+     * called from inside u's callbacks. NULL unless ESC_CAP_UDP. */
+    void (*udp_close)(struct udp_ctx *u);
 };
 
 struct escaper {
@@ -189,6 +205,14 @@ struct server_ops {
     /* A connection for this server on worker w (from its listener or handed over by
      * another server). Takes ownership of a->fd in every case. */
     void (*accept)(struct server *s, struct worker *w, struct accepted *a);
+    /* Servers with sockets of their own (not SRV_CAP_TCP_LISTEN, e.g. UDP): open or
+     * take over (from old's same-named object, old may be NULL) what they listen on.
+     * Main thread, after inherit(), only for a generation about to be installed
+     * (never for proxyd -t). 0, or -1 with conf_fail(cx). May be NULL. */
+    int (*open_sockets)(struct server *s, struct generation *old, struct conf_ctx *cx);
+    /* This server's generation became the current one on worker w (which is not
+     * offline): start watching per-worker sockets. Runs on w. May be NULL. */
+    void (*worker_attach)(struct server *s, struct worker *w);
 };
 
 struct server_stats;

@@ -22,6 +22,11 @@ extern const struct resolver_ops resolver_deny_all_ops;
 extern const struct escaper_ops escaper_direct_fixed_ops;
 extern const struct escaper_ops escaper_dummy_deny_ops;
 extern const struct server_ops server_http_proxy_ops;
+extern const struct server_ops server_socks_proxy_ops;
 extern const struct server_ops server_dummy_close_ops;
+extern const struct server_ops server_intelli_proxy_ops;
+extern const struct server_ops server_plain_tcp_port_ops;
+extern const struct server_ops server_tcp_stream_ops;
+extern const struct server_ops server_udp_stream_ops;
 
 #endif

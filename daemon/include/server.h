@@ -22,6 +22,7 @@ struct accepted {
     union sockaddr_any local;       /* our address */
     union sockaddr_any sock_peer;   /* the socket's real peer */
     bool full;                      /* over max_connections: answer "busy" and close */
+    uint8_t hops;                   /* servers it was handed over by (loop guard, pp_accept.h) */
 };
 
 /* Hand a connection to server s (same generation) on worker w: checks the server's

@@ -5,15 +5,20 @@
  * the preferred family is tried first, the other one after connection_attempt_delay,
  * attempts run in parallel, the first to connect wins. Every address is checked
  * against egress_network_filter, whose implicit rules forbid loopback, link-local
- * and unspecified targets unless explicitly allowed. */
+ * and unspecified targets unless explicitly allowed.
+ *
+ * UDP associations (ESC_CAP_UDP) send datagrams from this host too; see the UDP
+ * section below. */
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "escaper.h"
 #include "gen.h"
 #include "proxy_proto.h"
@@ -149,6 +154,7 @@ static void dc_finish(struct df_conn *dc, int fd, const struct df_attempt *a)
         cc->error = dc->resolve_err ? resolve_strerror(dc->resolve_err) : "no address";
     } else {
         cc->reason = TR_UPSTREAM_NOT_CONNECTED;
+        cc->sys_errno = dc->last_errno;
         switch (dc->last_errno) {
         case ETIMEDOUT:
             cc->http_status = 522;
@@ -522,6 +528,608 @@ static int df_tcp_connect(struct escaper *esc, struct connect_ctx *cc)
     return 0;
 }
 
+/* ------------------------------------------------------------------ UDP
+ *
+ * One association is one struct df_udp: an unconnected UDP socket per family, opened
+ * with the first datagram of that family (a bind_ip of that family, bind_interface,
+ * udp_misc_opts, the server's udp_socket_buffer). Every destination IP passes the
+ * egress filter. Domains are resolved through the resolver and its cache; the answer
+ * is remembered by the association for a short while (the record TTL, at most
+ * DFU_NAME_TTL_MAX) so that a stream of datagrams to one name does not wait for a
+ * lookup each. Datagrams for a name being resolved wait in a queue bounded in count
+ * and bytes; overflow is dropped and counted. Answers are read with recvmmsg(), a
+ * bounded number of batches per event so that one busy association cannot starve
+ * the others on its worker.
+ *
+ * UdpConnect (udp_ctx.connect): the first datagram's destination becomes the only
+ * peer; the socket is connected to it, so the kernel discards answers from anyone
+ * else, and every later datagram goes to it. */
+
+#define DFU_NAMES 8                 /* names remembered or being resolved */
+#define DFU_QUEUE_PKTS 16           /* datagrams waiting per name */
+#define DFU_QUEUE_BYTES (64 * 1024) /* bytes waiting per association */
+#define DFU_NAME_TTL_MAX 60         /* seconds a resolved name is remembered */
+#define DFU_BATCH_MAX 32            /* datagrams per recvmmsg() */
+#define DFU_ROUNDS 4                /* recvmmsg() calls per event at most */
+#define DFU_LOG_INTERVAL_US 1000000 /* escape logs for send errors: one a second at most */
+
+struct df_udp;
+
+struct dfu_pkt {
+    struct dfu_pkt *next;
+    uint16_t port;
+    size_t len;
+    char data[];
+};
+
+struct dfu_name {
+    char host[HOST_MAX + 1];        /* "" = free slot */
+    struct df_udp *du;              /* borrowed: the owner */
+    struct resolve_job *job;        /* owned: lookup in progress */
+    int family;                     /* family being asked */
+    bool other_tried;               /* a *_first strategy already asked its second family */
+    bool resolved;                  /* ip is valid until expire_us */
+    struct ip_addr ip;
+    uint64_t expire_us, used_us;    /* monotonic */
+    struct dfu_pkt *q, **qtail;     /* owned: datagrams waiting for the answer */
+    unsigned qlen;
+};
+
+struct dfu_sock {
+    ev_io io;
+    int fd;                         /* -1 = not open */
+    struct df_udp *du;              /* borrowed: the owner */
+    bool bound_known;
+    union sockaddr_any bound;
+};
+
+struct df_udp {
+    struct udp_ctx *u;              /* borrowed: the server's; NULL once closed */
+    struct direct_fixed *e;         /* borrowed: pinned with the task */
+    struct worker *w;               /* borrowed */
+    struct dfu_sock s[2];           /* [0] IPv4, [1] IPv6 */
+    struct dfu_name *names;         /* owned: [DFU_NAMES], made for the first domain */
+    size_t qbytes;                  /* bytes queued over all names */
+    bool peer_set;                  /* connect mode: the socket is connected */
+    int peer_fi;
+    unsigned depth;                 /* inside our own event callbacks */
+    bool closed;                    /* udp_close came while depth > 0: free on the way out */
+    int last_log_err;
+    uint64_t last_log_us;
+};
+
+static void dfu_queue_drop(struct df_udp *du, struct dfu_name *n)
+{
+    while (n->q) {
+        struct dfu_pkt *p = n->q;
+        n->q = p->next;
+        du->qbytes -= p->len;
+        if (du->u)
+            du->u->dropped++;
+        free(p);
+    }
+    n->qtail = &n->q;
+    n->qlen = 0;
+}
+
+static void dfu_name_clear(struct df_udp *du, struct dfu_name *n)
+{
+    resolve_cancel(n->job);
+    n->job = NULL;
+    dfu_queue_drop(du, n);
+    n->host[0] = 0;
+    n->resolved = false;
+}
+
+/* Stop everything; the struct itself stays (see dfu_leave). */
+static void dfu_shutdown(struct df_udp *du)
+{
+    for (int i = 0; i < 2; i++) {
+        if (du->s[i].fd >= 0) {
+            ev_io_stop(du->w->loop, &du->s[i].io);
+            close(du->s[i].fd);
+            du->s[i].fd = -1;
+        }
+    }
+    if (du->names) {
+        for (int i = 0; i < DFU_NAMES; i++)
+            dfu_name_clear(du, &du->names[i]);
+        free(du->names);
+        du->names = NULL;
+    }
+    du->u = NULL;
+}
+
+/* Leave one of our callbacks: true when the association was closed meanwhile (du
+ * is gone then). */
+static bool dfu_leave(struct df_udp *du)
+{
+    if (--du->depth == 0 && du->closed) {
+        free(du);
+        return true;
+    }
+    return du->closed;
+}
+
+static void df_udp_close(struct udp_ctx *u)
+{
+    struct df_udp *du = u->priv;
+
+    if (!du)
+        return;
+    u->priv = NULL;
+    dfu_shutdown(du);
+    if (du->depth)
+        du->closed = true;
+    else
+        free(du);
+}
+
+/* A send error: escape log, at most one a second per association (a blocked
+ * destination would otherwise log every datagram). */
+static void dfu_log(struct df_udp *du, const struct upstream_addr *dst,
+                    const union sockaddr_any *peer, int err)
+{
+    uint64_t now = now_mono_us();
+
+    if (err == du->last_log_err && now - du->last_log_us < DFU_LOG_INTERVAL_US)
+        return;
+    du->last_log_err = err;
+    du->last_log_us = now;
+    escaper_log_udp_error(&du->e->base, du->u, "DirectFixed", dst, peer, err);
+}
+
+static void on_dfu_io(struct ev_loop *loop, ev_io *io, int revents);
+
+static const struct ip_addr *dfu_pick_bind(struct df_udp *du, int family)
+{
+    const struct direct_fixed *e = du->e;
+    size_t n = 0, pick;
+
+    for (size_t i = 0; i < e->nbind_ips; i++)
+        n += e->bind_ips[i].family == family;
+    if (!n)
+        return NULL;
+    pick = (size_t)(worker_rand(du->w) % n);
+    for (size_t i = 0; i < e->nbind_ips; i++)
+        if (e->bind_ips[i].family == family && pick-- == 0)
+            return &e->bind_ips[i];
+    return NULL;
+}
+
+/* Open the socket of family index fi. 0 / -1 (errno set). */
+static int dfu_sock_open(struct df_udp *du, int fi)
+{
+    struct direct_fixed *e = du->e;
+    struct dfu_sock *s = &du->s[fi];
+    int family = fi ? AF_INET6 : AF_INET, one = 1;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (fi && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (e->bind_interface[0] && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_interface,
+                                           (socklen_t)strlen(e->bind_interface)) < 0)
+        goto fail;
+    const struct ip_addr *bind_ip = dfu_pick_bind(du, family);
+    if (bind_ip) {
+        union sockaddr_any bsa;
+        socklen_t blen;
+        ip_to_sockaddr(bind_ip, 0, &bsa, &blen);
+        if (bind(fd, &bsa.sa, blen) < 0)
+            goto fail;
+        du->u->bind_ip = *bind_ip;
+    }
+    /* options are best effort, as for TCP */
+    sock_set_udp_misc(fd, family, &e->udp_misc_opts);
+    sock_set_buffers(fd, &du->u->sock_buf);
+    s->fd = fd;
+    s->du = du;
+    s->bound_known = false;
+    ev_io_init(&s->io, on_dfu_io, fd, EV_READ);
+    ev_io_start(du->w->loop, &s->io);
+    return 0;
+fail: {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+}
+}
+
+/* Send one datagram to ip:port. 0 = sent or dropped (counted), -1 = no socket. */
+static int dfu_send_ip(struct df_udp *du, const struct ip_addr *ip, uint16_t port,
+                       const void *data, size_t len, const struct upstream_addr *dst)
+{
+    struct direct_fixed *e = du->e;
+    struct udp_ctx *u = du->u;
+    struct escaper_stats_slot *st = &e->base.stats->slot[du->w->id];
+    int fi = fam_idx(ip->family);
+    union sockaddr_any sa;
+    socklen_t salen;
+    ssize_t n;
+
+    if ((fi == 0 && e->no_ipv4) || (fi == 1 && e->no_ipv6)) {
+        u->dropped++;
+        return 0;
+    }
+    if (acl_forbids(acl_net_check(&e->egress, ip))) {
+        u->dropped++;
+        STAT_ADD(st->forbidden_ip, 1);
+        return 0;
+    }
+    struct dfu_sock *s = &du->s[fi];
+    if (s->fd < 0 && dfu_sock_open(du, fi) < 0) {
+        u->dropped++;
+        dfu_log(du, dst, NULL, errno);
+        u->reason = TR_INTERNAL_SERVER_ERROR;
+        u->error = "cannot open a UDP socket";
+        return -1;
+    }
+    ip_to_sockaddr(ip, port, &sa, &salen);
+    if (u->connect) {
+        if (connect(s->fd, &sa.sa, salen) < 0) {
+            u->dropped++;
+            dfu_log(du, dst, &sa, errno);
+            return 0;
+        }
+        du->peer_set = true;
+        du->peer_fi = fi;
+        u->peer = sa;
+        n = send(s->fd, data, len, MSG_NOSIGNAL);
+    } else {
+        n = sendto(s->fd, data, len, MSG_NOSIGNAL, &sa.sa, salen);
+    }
+    if (n < 0) {
+        int err = errno;
+        u->dropped++;
+        /* a full socket buffer is ordinary UDP loss, not worth a log */
+        if (err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS)
+            dfu_log(du, dst, &sa, err);
+        return 0;
+    }
+    if (!s->bound_known) {
+        socklen_t blen = sizeof(s->bound);
+        if (getsockname(s->fd, &s->bound.sa, &blen) == 0)
+            s->bound_known = true;
+    }
+    u->bound = s->bound;
+    u->r_wr_packets++;
+    u->r_wr_bytes += len;
+    STAT_ADD(st->out_bytes, len);
+    return 0;
+}
+
+/* Connect mode once the peer is known: every datagram goes to it. */
+static int dfu_send_connected(struct df_udp *du, const void *data, size_t len,
+                              const struct upstream_addr *dst)
+{
+    struct udp_ctx *u = du->u;
+    struct dfu_sock *s = &du->s[du->peer_fi];
+    ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+
+    if (n < 0) {
+        int err = errno;
+        u->dropped++;
+        if (err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS && err != ECONNREFUSED)
+            dfu_log(du, dst, &u->peer, err);
+        return 0;
+    }
+    u->r_wr_packets++;
+    u->r_wr_bytes += len;
+    STAT_ADD(du->e->base.stats->slot[du->w->id].out_bytes, len);
+    return 0;
+}
+
+/* Families to ask for a name: the first, then (for *_first strategies) the other
+ * when the first gives nothing. 0 = none. */
+static int dfu_family(const struct direct_fixed *e, int after)
+{
+    bool want4 = !e->no_ipv4 && e->strategy.query != RQ_IPV6_ONLY;
+    bool want6 = !e->no_ipv6 && e->strategy.query != RQ_IPV4_ONLY;
+    bool pref6 = e->strategy.query == RQ_IPV6_FIRST || e->strategy.query == RQ_IPV6_ONLY;
+
+    if (!after) {
+        if (pref6 ? want6 : want4)
+            return pref6 ? AF_INET6 : AF_INET;
+        return want6 ? AF_INET6 : want4 ? AF_INET : 0;
+    }
+    if (after == AF_INET)
+        return !pref6 && want6 ? AF_INET6 : 0;
+    return pref6 && want4 ? AF_INET : 0;
+}
+
+/* One address of a lookup or redirection: an allowed one (random or first, per
+ * resolve_strategy), else the first (the send path then counts it as forbidden). */
+static struct ip_addr dfu_choose(struct df_udp *du, const struct ip_addr *ips, size_t n)
+{
+    size_t allowed[RESOLVE_MAX_ADDRS], k = 0;
+
+    for (size_t i = 0; i < n && k < RESOLVE_MAX_ADDRS; i++)
+        if (!acl_forbids(acl_net_check(&du->e->egress, &ips[i])))
+            allowed[k++] = i;
+    if (!k)
+        return ips[0];
+    if (du->e->strategy.pick == RP_FIRST || k == 1)
+        return ips[allowed[0]];
+    return ips[allowed[worker_rand(du->w) % k]];
+}
+
+static void dfu_flush(struct df_udp *du, struct dfu_name *n)
+{
+    struct upstream_addr dst;
+
+    memset(&dst, 0, sizeof(dst));
+    dst.kind = HOST_DOMAIN;
+    memcpy(dst.host, n->host, sizeof(dst.host));
+    while (n->q && !du->closed) {
+        struct dfu_pkt *p = n->q;
+        n->q = p->next;
+        if (!n->q)
+            n->qtail = &n->q;
+        n->qlen--;
+        du->qbytes -= p->len;
+        dst.port = p->port;
+        int rc = du->u->connect && du->peer_set
+                     ? dfu_send_connected(du, p->data, p->len, &dst)
+                     : dfu_send_ip(du, &n->ip, p->port, p->data, p->len, &dst);
+        free(p);
+        if (rc < 0) {
+            dfu_queue_drop(du, n);
+            du->u->on_error(du->u);
+            return;
+        }
+    }
+}
+
+static int dfu_lookup(struct df_udp *du, struct dfu_name *n, int family);
+
+static void on_dfu_resolved(void *arg, int family, const struct resolve_result *res)
+{
+    struct dfu_name *n = arg;
+    struct df_udp *du = n->du;
+
+    n->job = NULL;
+    if (res->err || !res->n) {
+        int next = n->other_tried ? 0 : dfu_family(du->e, family);
+        n->other_tried = true;
+        if (next && dfu_lookup(du, n, next) == 0)
+            return;
+        dfu_name_clear(du, n); /* the queue is dropped, counted */
+        return;
+    }
+    uint32_t ttl = res->ttl ? res->ttl : 1;
+    n->ip = dfu_choose(du, res->ips, res->n);
+    n->resolved = true;
+    n->expire_us = now_mono_us() + (uint64_t)MIN(ttl, DFU_NAME_TTL_MAX) * 1000000u;
+    du->depth++;
+    dfu_flush(du, n);
+    dfu_leave(du);
+}
+
+static int dfu_lookup(struct df_udp *du, struct dfu_name *n, int family)
+{
+    n->family = family;
+    n->job = resolve_start(du->e->resolver, du->w, n->host, family, on_dfu_resolved, n);
+    return n->job ? 0 : -1;
+}
+
+/* The slot for a name: its own, a free one, or the least recently used one that is
+ * not being resolved. NULL when all are busy resolving. */
+static struct dfu_name *dfu_name_slot(struct df_udp *du, const char *host, bool *found)
+{
+    struct dfu_name *free_slot = NULL, *lru = NULL;
+
+    *found = false;
+    if (!du->names) {
+        du->names = calloc(DFU_NAMES, sizeof(*du->names));
+        if (!du->names)
+            return NULL;
+        for (int i = 0; i < DFU_NAMES; i++) {
+            du->names[i].du = du;
+            du->names[i].qtail = &du->names[i].q;
+        }
+    }
+    for (int i = 0; i < DFU_NAMES; i++) {
+        struct dfu_name *n = &du->names[i];
+        if (!n->host[0]) {
+            if (!free_slot)
+                free_slot = n;
+        } else if (!strcmp(n->host, host)) {
+            *found = true;
+            return n;
+        } else if (!n->job && (!lru || n->used_us < lru->used_us)) {
+            lru = n;
+        }
+    }
+    if (free_slot)
+        return free_slot;
+    if (lru)
+        dfu_name_clear(du, lru);
+    return lru;
+}
+
+static void dfu_enqueue(struct df_udp *du, struct dfu_name *n, uint16_t port, const void *data,
+                        size_t len)
+{
+    struct dfu_pkt *p;
+
+    if (n->qlen >= DFU_QUEUE_PKTS || du->qbytes + len > DFU_QUEUE_BYTES ||
+        !(p = malloc(sizeof(*p) + len))) {
+        du->u->dropped++;
+        du->u->queue_dropped++;
+        return;
+    }
+    p->next = NULL;
+    p->port = port;
+    p->len = len;
+    memcpy(p->data, data, len);
+    *n->qtail = p;
+    n->qtail = &p->next;
+    n->qlen++;
+    du->qbytes += len;
+}
+
+static int df_udp_sendto(struct udp_ctx *u, const struct upstream_addr *dst, const void *data,
+                         size_t len)
+{
+    struct df_udp *du = u->priv;
+    struct direct_fixed *e = du->e;
+    const char *name = dst->host;
+    bool found;
+
+    if (u->connect && du->peer_set)
+        return dfu_send_connected(du, data, len, dst);
+    if (dst->kind == HOST_IP)
+        return dfu_send_ip(du, &dst->ip, dst->port, data, len, dst);
+
+    const struct resolve_redirect_rule *rr = redirect_find(&e->redirect, name);
+    if (rr && !rr->to_host) {
+        if (!rr->nips) {
+            u->dropped++;
+            return 0;
+        }
+        struct ip_addr ip = dfu_choose(du, rr->ips, rr->nips);
+        return dfu_send_ip(du, &ip, dst->port, data, len, dst);
+    }
+    if (rr)
+        name = rr->to_host;
+
+    uint64_t now = now_mono_us();
+    struct dfu_name *n = dfu_name_slot(du, name, &found);
+    if (!n) {
+        u->dropped++;
+        u->queue_dropped++;
+        return 0;
+    }
+    if (found && n->resolved && now < n->expire_us) {
+        n->used_us = now;
+        return dfu_send_ip(du, &n->ip, dst->port, data, len, dst);
+    }
+    if (!found || !n->job) {
+        int family = dfu_family(e, 0);
+        if (!family) {
+            u->dropped++;
+            return 0;
+        }
+        snprintf(n->host, sizeof(n->host), "%s", name);
+        n->resolved = false;
+        n->other_tried = false;
+        n->used_us = now;
+        if (dfu_lookup(du, n, family) < 0) {
+            n->host[0] = 0;
+            u->reason = TR_INTERNAL_RESOLVER_ERROR;
+            u->error = "resolver unavailable";
+            return -1;
+        }
+    }
+    dfu_enqueue(du, n, dst->port, data, len);
+    return 0;
+}
+
+/* ICMP errors a connected UDP socket reports on receive: the peer's business, not a
+ * reason to end the association. */
+static bool dfu_soft_error(int err)
+{
+    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
+           err == EHOSTDOWN || err == ENETDOWN || err == EMSGSIZE || err == ETIMEDOUT ||
+           err == EPROTO;
+}
+
+static void on_dfu_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct dfu_sock *s = container_of(io, struct dfu_sock, io);
+    struct df_udp *du = s->du;
+    struct udp_ctx *u = du->u;
+    struct escaper_stats_slot *st = &du->e->base.stats->slot[du->w->id];
+    size_t psize = u->packet_size ? u->packet_size : 65535;
+    unsigned batch = u->batch ? MIN(u->batch, DFU_BATCH_MAX) : 1;
+    struct buf *bufs[DFU_BATCH_MAX];
+    struct mmsghdr m[DFU_BATCH_MAX];
+    struct iovec iov[DFU_BATCH_MAX];
+    union sockaddr_any from[DFU_BATCH_MAX];
+    uint64_t total = 0, yield = u->yield_size ? u->yield_size : (1 << 20);
+    unsigned nb = 0;
+
+    for (; nb < batch; nb++) {
+        bufs[nb] = buf_get(du->w->bufs, MAX(psize, (size_t)BUF_DEFAULT_SIZE));
+        if (!bufs[nb])
+            break;
+    }
+    if (!nb)
+        return; /* out of memory: level-triggered, we come back */
+    du->depth++;
+    for (int round = 0; round < DFU_ROUNDS && total < yield; round++) {
+        for (unsigned i = 0; i < nb; i++) {
+            iov[i].iov_base = bufs[i]->data;
+            iov[i].iov_len = psize;
+            memset(&m[i], 0, sizeof(m[i]));
+            m[i].msg_hdr.msg_name = &from[i];
+            m[i].msg_hdr.msg_namelen = sizeof(from[i]);
+            m[i].msg_hdr.msg_iov = &iov[i];
+            m[i].msg_hdr.msg_iovlen = 1;
+        }
+        int got = recvmmsg(s->fd, m, nb, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            int err = errno;
+            if (err == EINTR || dfu_soft_error(err))
+                continue;
+            if (err != EAGAIN && err != EWOULDBLOCK) {
+                ev_io_stop(loop, io);
+                u->reason = TR_UPSTREAM_READ_FAILED;
+                u->error = "UDP receive failed";
+                u->on_error(u);
+            }
+            break;
+        }
+        for (int i = 0; i < got; i++) {
+            size_t len = m[i].msg_len;
+            if (m[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                u->dropped++; /* longer than udp_relay_packet_size */
+                continue;
+            }
+            u->r_rd_packets++;
+            u->r_rd_bytes += len;
+            total += len;
+            STAT_ADD(st->in_bytes, len);
+            u->on_recv(u, &from[i], bufs[i]->data, len);
+            if (du->closed)
+                goto out;
+        }
+        if ((unsigned)got < nb)
+            break;
+    }
+out:
+    for (unsigned i = 0; i < nb; i++)
+        buf_put(du->w->bufs, bufs[i]);
+    dfu_leave(du);
+}
+
+static int df_udp_open(struct escaper *esc, struct udp_ctx *u)
+{
+    struct direct_fixed *e = container_of(esc, struct direct_fixed, base);
+    struct df_udp *du;
+
+    if (e->no_ipv4 && e->no_ipv6) {
+        u->reason = TR_ESCAPER_NOT_USABLE;
+        u->error = "both address families disabled on this escaper";
+        return -1;
+    }
+    du = calloc(1, sizeof(*du));
+    if (!du) {
+        u->reason = TR_INTERNAL_SERVER_ERROR;
+        u->error = "out of memory";
+        return -1;
+    }
+    du->u = u;
+    du->e = e;
+    du->w = u->w;
+    du->s[0].fd = du->s[1].fd = -1;
+    u->priv = du;
+    return 0;
+}
+
 /* bind_ip: one IP or a list */
 static int cp_bind_ips(struct conf_ctx *cx, const struct cnode *n, void *slot,
                        const struct conf_key *k)
@@ -584,6 +1192,9 @@ const struct escaper_ops escaper_direct_fixed_ops = {
     .keys = df_keys,
     .size = sizeof(struct direct_fixed),
     .link = df_link,
-    .caps = ESC_CAP_TCP,
+    .caps = ESC_CAP_TCP | ESC_CAP_UDP,
     .tcp_connect = df_tcp_connect,
+    .udp_open = df_udp_open,
+    .udp_sendto = df_udp_sendto,
+    .udp_close = df_udp_close,
 };

@@ -204,3 +204,44 @@ def read_head(sock, limit=65536):
 
 def have(cmd):
     return shutil.which(cmd) is not None
+
+
+class UdpEcho:
+    """A UDP echo peer: answers every datagram with prefix + the datagram, to its
+    sender. Counts what it received (list of (data, addr))."""
+
+    def __init__(self, host="127.0.0.1", prefix=b"echo:"):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.prefix = prefix
+        self.received = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            if self.closed or addr is None:
+                return
+            self.received.append((data, addr))
+            try:
+                self.sock.sendto(self.prefix + data, addr)
+            except OSError:
+                pass
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
