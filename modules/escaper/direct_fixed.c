@@ -77,6 +77,7 @@ struct df_conn {
     bool started;                   /* connecting began */
     bool forbidden;                 /* an address was dropped by the egress filter */
     ev_timer delay;                 /* resolution delay / connection attempt delay */
+    ev_timer second;                /* second_resolution_timeout */
     struct df_attempt att[DF_MAX_PARALLEL];
     int last_errno;
     uint32_t max_tries;
@@ -96,6 +97,7 @@ static void dc_free(struct df_conn *dc)
         dc->job[i] = NULL;
     }
     ev_timer_stop(loop, &dc->delay);
+    ev_timer_stop(loop, &dc->second);
     for (int i = 0; i < DF_MAX_PARALLEL; i++) {
         struct df_attempt *a = &dc->att[i];
         if (a->fd >= 0) {
@@ -345,12 +347,31 @@ static void on_attempt_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     attempt_end(container_of(t, struct df_attempt, timer), ETIMEDOUT);
 }
 
+/* The other family's answer is late: connect with what we have. */
+static void on_second_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct df_conn *dc = container_of(t, struct df_conn, second);
+
+    for (int i = 0; i < 2; i++) {
+        resolve_cancel(dc->job[i]);
+        dc->job[i] = NULL;
+    }
+    if (!attempts_running(dc))
+        try_next(dc);
+    else
+        dc_check(dc);
+}
+
 static void start_connecting(struct df_conn *dc)
 {
     if (dc->started)
         return;
     dc->started = true;
     ev_timer_stop(dc->w->loop, &dc->delay);
+    if (dc->job[0] || dc->job[1]) {
+        ev_timer_set(&dc->second, (double)dc->e->he.second_resolution_timeout_ns / 1e9, 0.);
+        ev_timer_start(dc->w->loop, &dc->second);
+    }
     try_next(dc);
 }
 
@@ -411,6 +432,8 @@ static void on_resolved(void *arg, int family, const struct resolve_result *res)
 
     dc->job[fi] = NULL;
     dc->answered[fi] = true;
+    if (!dc->job[0] && !dc->job[1])
+        ev_timer_stop(dc->w->loop, &dc->second);
     if (res->err)
         dc->resolve_err = res->err;
     else
@@ -479,6 +502,7 @@ static int df_tcp_connect(struct escaper *esc, struct connect_ctx *cc)
     dc->max_tries = 1 + e->tcp_connect.max_retry;
     dc->pref = e->strategy.query == RQ_IPV6_FIRST || e->strategy.query == RQ_IPV6_ONLY;
     ev_timer_init(&dc->delay, on_delay, 0., 0.);
+    ev_timer_init(&dc->second, on_second_timeout, 0., 0.);
     cc->priv = dc;
     cc->cancel = df_cancel;
 
