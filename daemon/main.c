@@ -252,6 +252,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "proxyd: %s\n", err);
         else
             log_err("%s", err);
+        if (g)
+            gen_unref(g);
         rc = EXIT_CONFIG;
         goto out;
     }

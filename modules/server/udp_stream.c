@@ -705,7 +705,7 @@ static int slot_rx_alloc(struct us_slot *sl, uint32_t batch, size_t pkt)
     size_t names = batch * sizeof(union sockaddr_any), ctl = batch * (size_t)UDP_CTL_SIZE;
     uint8_t *b;
 
-    if (sl->msgs && sl->batch >= batch && sl->pkt == pkt)
+    if (sl->msgs && sl->batch == batch && sl->pkt == pkt)
         return 0;
     b = malloc(msgs + iov + names + ctl + batch * pkt);
     if (!b)

@@ -229,9 +229,9 @@ def test_second_daemon_same_group_refused(daemon, proxyd_factory):
     other.ctl_dir = daemon.ctl_dir
     other.write("main.yaml", "server:\n  - {name: s, type: dummy_close}\n")
     other.start(wait=False)
-    assert other.wait(10) == 1
+    assert other.wait(10) == 71
     assert "another proxyd answers" in other.log()
-    other.expect_exit = 1
+    other.expect_exit = 71
 
 
 def test_group_names_sockets(proxyd):
