@@ -10,6 +10,7 @@
  * Lifetimes: the connection pins its generation (so its server object stays valid
  * across reloads while it lives) and is listed on the worker so offline/quit can
  * close it; a request is a task with its own pin. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,6 +507,28 @@ static void hb_hdr(struct hbuild *hb, const struct http1_hdr *h)
     hb_add(hb, "\r\n", 2);
 }
 
+/* "Content_Length" is a valid header name, but some servers read '_' as '-': a name
+ * that would then mean a framing or hop-by-hop header is dropped, never forwarded,
+ * so no server behind us frames the message differently from us. */
+static bool underscore_alias(const struct http1_hdr *hdr)
+{
+    static const char *const risky[] = {"content-length", "transfer-encoding", "host",
+                                        "connection", "te", "trailer", "upgrade",
+                                        "proxy-authorization", "proxy-connection", "keep-alive",
+                                        "expect"};
+    char name[32];
+
+    if (!memchr(hdr->name, '_', hdr->nlen) || hdr->nlen >= sizeof(name))
+        return false;
+    for (size_t i = 0; i < hdr->nlen; i++)
+        name[i] = hdr->name[i] == '_' ? '-' : (char)tolower((unsigned char)hdr->name[i]);
+    name[hdr->nlen] = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(risky); i++)
+        if (!strcmp(name, risky[i]))
+            return true;
+    return false;
+}
+
 /* Hop-by-hop: the fixed list plus anything named in Connection. */
 static bool hop_by_hop(const struct http1_head *h, const struct http1_hdr *hdr)
 {
@@ -540,8 +563,8 @@ static struct buf *build_rsp_head(struct hp_req *rq, const struct http1_head *h,
     hb_add(&hb, "\r\n", 2);
     for (size_t i = 0; i < h->nhdrs; i++) {
         const struct http1_hdr *x = &h->hdrs[i];
-        if (hop_by_hop(h, x) && !(h->status == 101 && (http1_hdr_is(x, "upgrade") ||
-                                                        http1_hdr_is(x, "connection"))))
+        if ((hop_by_hop(h, x) || underscore_alias(x)) &&
+            !(h->status == 101 && (http1_hdr_is(x, "upgrade") || http1_hdr_is(x, "connection"))))
             continue;
         if ((h->flags & HTTP1_F_CL_MERGED) && http1_hdr_is(x, "content-length"))
             continue;
@@ -972,7 +995,7 @@ static int build_req_head(struct hp_req *rq, const struct http1_head *h, const s
             }
         } else if (upgrade && http1_hdr_is(x, "upgrade")) {
             /* forwarded: the client asked to switch protocols */
-        } else if (hop_by_hop(h, x)) {
+        } else if (hop_by_hop(h, x) || underscore_alias(x)) {
             continue;
         } else if ((h->flags & HTTP1_F_CL_MERGED) && http1_hdr_is(x, "content-length")) {
             continue;

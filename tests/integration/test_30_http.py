@@ -318,6 +318,7 @@ def test_hop_by_hop_headers_and_forwarded_for(env, proxyd):
     url = f"http://127.0.0.1:{proxyd.listen_port('http')}"
     r = subprocess.run([*CURL, "-x", url, "-U", "alice:secret", "-H", "Connection: X-Custom",
                         "-H", "X-Custom: drop-me", "-H", "TE: trailers",
+                        "-H", "Transfer_Encoding: chunked", "-H", "Content_Length: 5",
                         f"http://127.0.0.1:{env.ngx.port}/headers"], capture_output=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == b"xff=127.0.0.1 fwd= pa= conn= te= custom="
@@ -493,3 +494,15 @@ def test_resolver_query_via_proxyctl(env, proxy):
     assert r.returncode == 1 and "no such resolver" in r.stderr
     r = proxy.ctl("resolver", "dns", "query", "origin.test", "-s", "sideways", check=False)
     assert r.returncode == 1
+
+
+def test_underscore_framing_header_aliases_are_not_forwarded(env, proxy):
+    """Some servers read '_' as '-': Transfer_Encoding must never reach them."""
+    origin = http_origin({"*": lambda m, h, b: ok_body(b"ok")})
+    r = curl(proxy, "-H", "Transfer_Encoding: chunked", "-H", "Content_Length: 5",
+             "-H", "X_Custom_Header: kept", f"http://127.0.0.1:{origin.port}/u")
+    assert r.returncode == 0 and r.stdout == b"ok", r.stderr
+    headers = origin.requests[-1][2]
+    assert "transfer_encoding" not in headers and "content_length" not in headers
+    assert headers.get("x_custom_header") == "kept"
+    origin.stop()
