@@ -6,6 +6,8 @@
 #   make install DESTDIR=...
 #   make SAN=1           ASan+UBSan build in build-asan/
 #   make fuzz            libFuzzer targets (clang) in build-fuzz/
+#   make bench           release build, then bench/run (compares proxyd with other proxies;
+#                        never part of `make check`; BENCH_ARGS=--quick for a smoke test)
 #
 # ./configure (from configure.ac) writes config.h and config.mk; this file runs it when needed.
 
@@ -14,7 +16,7 @@ SHELL := /bin/bash
 TOP := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 VERSION := $(shell cat $(TOP)/VERSION)
 
-ifneq ($(filter-out deps-build deps-test clean distclean run check,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out deps-build deps-test clean distclean run check bench,$(or $(MAKECMDGOALS),all)),)
 -include config.mk
 endif
 
@@ -110,6 +112,12 @@ check: deps-test
 	@$(MAKE) --no-print-directory fuzz WERROR=1
 	@tests/run
 
+# ---- benchmarks: bench/README.md (not part of `make check`) ----
+BENCH_ARGS ?=
+bench: deps-build
+	@$(MAKE) --no-print-directory all SAN=0
+	bench/run --proxyd $(TOP)/build/proxyd $(BENCH_ARGS)
+
 # ---- install ----
 DESTDIR ?=
 prefix ?= /usr
@@ -133,7 +141,7 @@ clean:
 distclean: clean
 	rm -rf configure config.h config.h.in config.mk config.log config.status autom4te.cache
 
-.PHONY: all unit fuzz run check install clean distclean deps-build deps-test
+.PHONY: all unit fuzz run check bench install clean distclean deps-build deps-test
 .DELETE_ON_ERROR:
 
 -include $(DEPS)
