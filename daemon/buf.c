@@ -6,15 +6,26 @@
 
 #include "buf.h"
 
-#define BUF_POOL_MAX_CACHED 256
+#define BUF_POOL_MAX_CACHED 64
 #define PIPE_POOL_MAX_CACHED 64
 #define PIPE_SIZE (1 << 16)
 
-struct buf_pool {
+/* Two size classes, each a free list of at most BUF_POOL_MAX_CACHED buffers: a burst
+ * of connections leaves little behind. */
+struct buf_class {
     struct buf *free;
     size_t nfree;
+};
+
+struct buf_pool {
+    struct buf_class cls[2];    /* [0] BUF_SMALL_SIZE, [1] BUF_DEFAULT_SIZE */
     size_t out;
 };
+
+static int class_of(size_t size)
+{
+    return size == BUF_SMALL_SIZE ? 0 : size == BUF_DEFAULT_SIZE ? 1 : -1;
+}
 
 struct buf_pool *buf_pool_new(void)
 {
@@ -25,10 +36,12 @@ void buf_pool_free(struct buf_pool *p)
 {
     if (!p)
         return;
-    while (p->free) {
-        struct buf *b = p->free;
-        p->free = b->next;
-        free(b);
+    for (int c = 0; c < 2; c++) {
+        while (p->cls[c].free) {
+            struct buf *b = p->cls[c].free;
+            p->cls[c].free = b->next;
+            free(b);
+        }
     }
     free(p);
 }
@@ -36,13 +49,19 @@ void buf_pool_free(struct buf_pool *p)
 struct buf *buf_get(struct buf_pool *p, size_t size)
 {
     struct buf *b;
+    int c;
 
     if (!size)
         size = BUF_DEFAULT_SIZE;
-    if (size == BUF_DEFAULT_SIZE && p->free) {
-        b = p->free;
-        p->free = b->next;
-        p->nfree--;
+    else if (size <= BUF_SMALL_SIZE)
+        size = BUF_SMALL_SIZE;
+    else if (size <= BUF_DEFAULT_SIZE)
+        size = BUF_DEFAULT_SIZE;
+    c = class_of(size);
+    if (c >= 0 && p->cls[c].free) {
+        b = p->cls[c].free;
+        p->cls[c].free = b->next;
+        p->cls[c].nfree--;
     } else {
         b = malloc(sizeof(*b) + size);
         if (!b)
@@ -69,13 +88,16 @@ struct buf *buf_grow(struct buf_pool *p, struct buf *b, size_t size)
 
 void buf_put(struct buf_pool *p, struct buf *b)
 {
+    int c;
+
     if (!b)
         return;
     p->out--;
-    if (b->size == BUF_DEFAULT_SIZE && p->nfree < BUF_POOL_MAX_CACHED) {
-        b->next = p->free;
-        p->free = b;
-        p->nfree++;
+    c = class_of(b->size);
+    if (c >= 0 && p->cls[c].nfree < BUF_POOL_MAX_CACHED) {
+        b->next = p->cls[c].free;
+        p->cls[c].free = b;
+        p->cls[c].nfree++;
         return;
     }
     free(b);
@@ -88,7 +110,7 @@ size_t buf_pool_out(const struct buf_pool *p)
 
 size_t buf_pool_cached(const struct buf_pool *p)
 {
-    return p->nfree;
+    return p->cls[0].nfree + p->cls[1].nfree;
 }
 
 struct pipe_pool {

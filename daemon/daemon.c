@@ -1,5 +1,6 @@
 /* The main thread: signals, reloads, graceful offline, messages from workers. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,13 @@ void daemon_quit(struct daemon *d)
     finish(d);
 }
 
+/* glibc keeps memory freed after a burst of connections in its arenas; give it back
+ * now and then (the main thread does it for every arena) */
+static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    malloc_trim(0);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct daemon *d = ev_userdata(loop);
@@ -377,6 +385,8 @@ int daemon_start(struct daemon *d, char **err)
     ev_signal_start(d->loop, &d->sig_int);
     ev_signal_start(d->loop, &d->sig_quit);
     ev_signal_start(d->loop, &d->sig_usr1);
+    ev_timer_init(&d->housekeeping, on_housekeeping, 10., 10.);
+    ev_timer_start(d->loop, &d->housekeeping);
     return 0;
 }
 

@@ -276,8 +276,15 @@ static ssize_t dir_pump_buf(struct relay *r, int d, size_t budget)
             break;
         ssize_t n = conn_recv(src, buf_end(dir->buf), room);
         if (n < 0) {
-            if (errno == EAGAIN)
+            if (errno == EAGAIN) {
+                /* nothing to read: an idle direction holds no buffer (and takes the
+                 * splice path again next time) */
+                if (buf_len(dir->buf) == 0) {
+                    buf_put(r->w->bufs, dir->buf);
+                    dir->buf = NULL;
+                }
                 break;
+            }
             relay_stop(r);
             r->on_end(r, read_reason(d));
             return -1;

@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define BUF_DEFAULT_SIZE 16384
+#define BUF_DEFAULT_SIZE 16384 /* relay buffers (tcp_copy_buffer_size default) */
+#define BUF_SMALL_SIZE 4096    /* heads, handshakes and replies: most fit */
 
 /* Bytes live in data[head, tail); free room is data[tail, size). */
 struct buf {
@@ -53,7 +54,8 @@ static inline void buf_compact(struct buf *b)
 struct buf_pool;
 struct buf_pool *buf_pool_new(void);
 void buf_pool_free(struct buf_pool *p);
-/* A buffer of at least `size` bytes (0 = default), empty. NULL on OOM. */
+/* A buffer of at least `size` bytes (0 = BUF_DEFAULT_SIZE), empty. Sizes up to
+ * BUF_SMALL_SIZE and BUF_DEFAULT_SIZE come from two pooled classes. NULL on OOM. */
 struct buf *buf_get(struct buf_pool *p, size_t size);
 /* A copy of b's bytes in a buffer of at least `size` bytes; b is given back. NULL on
  * OOM (b is kept then). */

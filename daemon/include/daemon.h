@@ -88,6 +88,7 @@ struct daemon {
 
     ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_usr1;
     ev_timer offline_timer;
+    ev_timer housekeeping;            /* periodic: return freed memory to the system */
     enum daemon_state state;
     uint64_t state_since_us;
     int exit_code;

@@ -204,7 +204,7 @@ static void req_log(struct hp_req *rq)
 static struct buf *error_answer(struct hp_conn *hc, unsigned status, const char *detail,
                                 bool close_conn)
 {
-    struct buf *b = buf_get(hc->w->bufs, 0);
+    struct buf *b = buf_get(hc->w->bufs, BUF_SMALL_SIZE);
     char body[512];
     int blen, n;
 
@@ -552,7 +552,7 @@ static bool hop_by_hop(const struct http1_head *h, const struct http1_hdr *hdr)
 /* Build the response head for the client from the origin's. */
 static struct buf *build_rsp_head(struct hp_req *rq, const struct http1_head *h, bool keep)
 {
-    struct hbuild hb = {buf_get(rq->hc->w->bufs, 0), rq->hc->w, false};
+    struct hbuild hb = {buf_get(rq->hc->w->bufs, BUF_SMALL_SIZE), rq->hc->w, false};
     char line[64];
 
     if (!hb.b)
@@ -760,7 +760,7 @@ static int req_send(struct hp_req *rq)
 
     if (rq->kind == HR_CONNECT) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        b = buf_get(hc->w->bufs, 0);
+        b = buf_get(hc->w->bufs, BUF_SMALL_SIZE);
         if (!b) {
             req_fail(rq, TR_INTERNAL_SERVER_ERROR, 503, "out of memory");
             return -1;
@@ -961,7 +961,7 @@ static int build_req_head(struct hp_req *rq, const struct http1_head *h, const s
 {
     struct hp_conn *hc = rq->hc;
     struct http_proxy *hp = hc->srv;
-    struct hbuild hb = {buf_get(hc->w->bufs, 0), hc->w, false};
+    struct hbuild hb = {buf_get(hc->w->bufs, BUF_SMALL_SIZE), hc->w, false};
     bool has_host = false, upgrade = false;
     char ip[64];
     struct ip_addr cip;
@@ -1227,8 +1227,13 @@ static void req_start(struct hp_conn *hc, const struct http1_head *h)
         req_fail(rq, TR_INTERNAL_SERVER_ERROR, 503, "out of memory");
         return;
     }
-    /* the head is consumed; what follows it (body, pipelined requests) stays */
+    /* the head is consumed; what follows it (body, pipelined requests) stays, and an
+     * empty buffer goes back to the pool: a tunnel or a wait holds none */
     buf_consume(hc->in, h->head_len);
+    if (!buf_len(hc->in)) {
+        buf_put(hc->w->bufs, hc->in);
+        hc->in = NULL;
+    }
     req_connect(rq);
 }
 
@@ -1369,7 +1374,7 @@ static void hc_read_head(struct hp_conn *hc)
             }
         }
         if (!hc->in) {
-            hc->in = buf_get(hc->w->bufs, 0);
+            hc->in = buf_get(hc->w->bufs, BUF_SMALL_SIZE); /* grows for big heads */
             if (!hc->in) {
                 hc_close(hc);
                 return;

@@ -555,7 +555,7 @@ static void sc_relay_start(struct sp_conn *sc)
     int n = sc->version == SOCKS4_VERSION
                 ? socks4_build_reply(SOCKS4_REP_GRANTED, &sc->cc.bound, rep, sizeof(rep))
                 : socks5_build_reply(SOCKS5_REP_SUCCEEDED, &sc->cc.bound, rep, sizeof(rep));
-    struct buf *b = buf_get(sc->w->bufs, 0);
+    struct buf *b = buf_get(sc->w->bufs, BUF_SMALL_SIZE);
 
     if (!b || n < 0) {
         buf_put(sc->w->bufs, b);
@@ -583,6 +583,10 @@ static void sc_relay_start(struct sp_conn *sc)
     if (early) {
         sc->in = NULL;
         sc->early_bytes = buf_len(early);
+    } else {
+        /* an idle tunnel holds no buffer */
+        buf_put(sc->w->bufs, sc->in);
+        sc->in = NULL;
     }
     relay_dir_set(r, 0, RM_STREAM, 0, NULL, NULL, early, early ? buf_len(early) : 0);
     relay_kick(r);
@@ -822,7 +826,7 @@ static void sc_read(struct sp_conn *sc)
         if (rc != P_MORE)
             return;
         if (!sc->in) {
-            sc->in = buf_get(sc->w->bufs, 0);
+            sc->in = buf_get(sc->w->bufs, BUF_SMALL_SIZE);
             if (!sc->in) {
                 sc_free(sc);
                 return;
