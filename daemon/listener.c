@@ -186,3 +186,15 @@ bool listen_is_own(const struct generation *g, const union sockaddr_any *peer,
     }
     return false;
 }
+
+bool listen_port_is_own(const struct generation *g, uint16_t port)
+{
+    for (size_t i = 0; g && i < g->nown; i++) {
+        uint16_t p;
+        struct ip_addr ip;
+        sockaddr_to_ip(&g->own[i], &ip, &p);
+        if (p == port)
+            return true;
+    }
+    return false;
+}

@@ -22,7 +22,16 @@ static int relay_run(struct relay *r);
 static void on_side_io(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct relay *r = io->data;
+
+    if (revents & EV_READ)
+        r->side[io == &r->side[1].io].rd_ready = true;
     relay_kick(r);
+}
+
+/* Worth a read? TLS may hold decrypted bytes the poller cannot see: always try. */
+static bool side_readable(const struct relay_side *s)
+{
+    return s->rd_ready || s->c->xprt != &xprt_tcp;
 }
 
 static uint64_t window_now(const struct relay *r)
@@ -70,7 +79,8 @@ void relay_init(struct relay *r, struct worker *w, struct conn *client, struct c
     r->side[0].c = client;
     r->side[1].c = upstream;
     for (int i = 0; i < 2; i++) {
-        ev_io_init(&r->side[i].io, on_side_io, r->side[i].c->fd, 0);
+        /* both sockets were watched by their owner before: libev knows them */
+        IO_INIT_KNOWN(&r->side[i].io, on_side_io, r->side[i].c->fd);
         r->side[i].io.data = r;
         r->dir[i].limit = UINT64_MAX;
     }
@@ -274,7 +284,18 @@ static ssize_t dir_pump_buf(struct relay *r, int d, size_t budget)
         room = limit_allow(r, dir, room);
         if (room == 0)
             break;
+        if (!side_readable(&r->side[d])) {
+            if (buf_len(dir->buf) == 0) {
+                buf_put(r->w->bufs, dir->buf);
+                dir->buf = NULL;
+            }
+            break;
+        }
         ssize_t n = conn_recv(src, buf_end(dir->buf), room);
+        if (n < 0 || (size_t)n < room)
+            r->side[d].rd_ready = false; /* drained, most likely: the poller will tell */
+        if (n > 0 && (size_t)n == room && room >= BUF_SMALL_SIZE)
+            dir->bulk = true;
         if (n < 0) {
             if (errno == EAGAIN) {
                 /* nothing to read: an idle direction holds no buffer (and takes the
@@ -361,10 +382,12 @@ static ssize_t dir_pump_splice(struct relay *r, int d, size_t budget)
         if (dir->mode == RM_LENGTH)
             want = (size_t)MIN((uint64_t)want, dir->remaining);
         want = limit_allow(r, dir, want);
-        if (want == 0)
+        if (want == 0 || !r->side[d].rd_ready)
             break;
         ssize_t n = splice(src->fd, NULL, dir->pipe->wfd, NULL, want,
                            SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (n < 0 || (size_t)n < want)
+            r->side[d].rd_ready = false;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -416,7 +439,9 @@ static ssize_t dir_pump(struct relay *r, int d, size_t budget)
 
 #ifdef HAVE_SPLICE
     /* splice when nobody needs to see the bytes and no userspace bytes wait */
-    if (r->splice_ok && (dir->mode == RM_STREAM || dir->mode == RM_LENGTH) && !dir->buf) {
+    /* splice costs two calls per chunk: only worth it once the bytes come in bulk */
+    if (r->splice_ok && dir->bulk && (dir->mode == RM_STREAM || dir->mode == RM_LENGTH) &&
+        !dir->buf) {
         ssize_t n = dir_pump_splice(r, d, budget);
         if (n != -2)
             return n;
@@ -513,12 +538,8 @@ static void relay_arm(struct relay *r)
             ev |= side->c->want == CO_WANT_READ && side->c->xprt == &xprt_tls ? EV_READ : EV_WRITE;
         if (ev == side->armed)
             continue;
-        ev_io_stop(r->w->loop, &side->io);
         side->armed = ev;
-        if (ev) {
-            ev_io_set(&side->io, side->c->fd, (int)ev);
-            ev_io_start(r->w->loop, &side->io);
-        }
+        IO_REARM(r->w->loop, &side->io, (int)ev);
     }
 }
 

@@ -9,7 +9,7 @@
 
 #define UPOOL_BUCKETS 256
 #define UPOOL_MAX_IDLE 1024
-#define UPOOL_MAX_PER_KEY 32
+#define UPOOL_MAX_PER_KEY 256
 
 struct upool_entry {
     struct list link;           /* in its bucket */
@@ -127,8 +127,8 @@ void upool_put(struct upool *p, const struct upool_key *k, struct conn *c, doubl
     list_add_tail(b, &e->link);
     list_add_tail(&p->lru, &e->lru);
     p->n++;
-    ev_io_init(&e->io, on_idle_io, c->fd, EV_READ);
-    ev_io_start(p->w->loop, &e->io);
+    IO_INIT_KNOWN(&e->io, on_idle_io, c->fd); /* the relay watched it until now */
+    IO_REARM(p->w->loop, &e->io, EV_READ);
     ev_timer_init(&e->timer, on_idle_timer, idle_expire, 0.);
     ev_timer_start(p->w->loop, &e->timer);
     c->fd = -1;

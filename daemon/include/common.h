@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <ev.h>
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -55,6 +56,26 @@ static inline void list_del(struct list *n)
 #define STAT_ADD(c, n) __atomic_store_n(&(c), __atomic_load_n(&(c), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 #define STAT_SUB(c, n) __atomic_store_n(&(c), __atomic_load_n(&(c), __ATOMIC_RELAXED) - (n), __ATOMIC_RELAXED)
 #define STAT_GET(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
+
+/* (Re)arm an io watcher on a socket libev already knows, for `events` (0 = leave it
+ * stopped). ev_io_set() would flag the fd as possibly new, which makes libev re-add it
+ * to epoll (a failing system call) every time; ev_io_modify() does not. The first
+ * watcher on a new socket is set up with ev_io_init() as usual. */
+#define IO_REARM(loop, w, events_)                                                                 \
+    do {                                                                                           \
+        ev_io_stop((loop), (w));                                                                   \
+        if (events_) {                                                                             \
+            ev_io_modify((w), (events_));                                                          \
+            ev_io_start((loop), (w));                                                              \
+        }                                                                                          \
+    } while (0)
+/* A watcher for a socket some other watcher of the same loop already registered. */
+#define IO_INIT_KNOWN(w, cb, fd_)                                                                  \
+    do {                                                                                           \
+        ev_init((w), (cb));                                                                        \
+        (w)->fd = (fd_);                                                                           \
+        ev_io_modify((w), 0);                                                                      \
+    } while (0)
 
 /* Formatted error message for a caller: *err = malloc'd text; returns -1.
  * err may be NULL (message dropped). */

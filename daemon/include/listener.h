@@ -36,5 +36,7 @@ bool listen_conf_equal(const struct listen_conf *a, const struct listen_conf *b)
  * address or on loopback). */
 bool listen_is_own(const struct generation *g, const union sockaddr_any *peer,
                    const union sockaddr_any *local);
+/* Does one of g's listeners use this port (any address)? */
+bool listen_port_is_own(const struct generation *g, uint16_t port);
 
 #endif

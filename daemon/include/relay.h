@@ -57,6 +57,7 @@ struct relay_dir {
     struct pipe_pair *pipe;     /* splice path; owned (pool) */
     uint64_t bytes;             /* bytes written to the destination */
     uint64_t read_bytes;        /* bytes read from the source */
+    bool bulk;                  /* a read filled the buffer: splice pays off from now on */
     /* tcp_sock_speed_limit */
     uint64_t limit;             /* bytes per window; UINT64_MAX = unlimited */
     uint64_t win;               /* current window number */
@@ -67,6 +68,8 @@ struct relay_side {
     struct conn *c;             /* borrowed: owned by the relay's owner */
     ev_io io;
     unsigned armed;             /* EV_READ/EV_WRITE currently set */
+    bool rd_ready;              /* may have bytes to read: the poller said so and no read
+                                 * came back short since (saves EAGAIN reads) */
     bool shut_pending;          /* a shutw hit EAGAIN (TLS) */
 };
 

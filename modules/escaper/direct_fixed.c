@@ -19,9 +19,12 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "daemon.h"
 #include "escaper.h"
+#include "evlog.h"
 #include "gen.h"
 #include "proxy_proto.h"
+#include "listener.h"
 #include "log.h"
 #include "registry.h"
 #include "resolve.h"
@@ -139,10 +142,17 @@ static void dc_finish(struct df_conn *dc, int fd, const struct df_attempt *a)
     }
     cc->fd = fd;
     if (fd >= 0) {
-        socklen_t len = sizeof(cc->bound);
-        getsockname(fd, &cc->bound.sa, &len);
+        struct daemon *d = e->base.obj.gen->d;
         socklen_t plen;
         ip_to_sockaddr(&a->ip, cc->target.port, &cc->peer, &plen);
+        /* our own address costs a system call: only when a log records it or the
+         * dead-loop check may need it (the peer uses one of our listening ports) */
+        if ((d && d->evlog && (evlog_enabled(d->evlog, EVLOG_TASK) ||
+                               evlog_enabled(d->evlog, EVLOG_ESCAPE))) ||
+            listen_port_is_own(e->base.obj.gen, cc->target.port)) {
+            socklen_t len = sizeof(cc->bound);
+            getsockname(fd, &cc->bound.sa, &len);
+        }
         cc->bind_ip = a->bind_ip;
         STAT_ADD(st->conn_established, 1);
     } else if (dc->forbidden && dc->naddrs == 0) {

@@ -234,11 +234,7 @@ static void hc_timer_set(struct hp_conn *hc, double after)
 
 static void hc_io_set(struct hp_conn *hc, int events)
 {
-    ev_io_stop(hc->w->loop, &hc->io);
-    if (events) {
-        ev_io_set(&hc->io, hc->c.fd, events);
-        ev_io_start(hc->w->loop, &hc->io);
-    }
+    IO_REARM(hc->w->loop, &hc->io, events);
 }
 
 /* Closing a socket with unread input makes the kernel send a reset, which can
@@ -751,6 +747,7 @@ static int req_send(struct hp_req *rq)
     struct buf *b;
 
     rq->stage = ST_CONNECTED;
+    ev_io_stop(hc->w->loop, &hc->io); /* the relay watches the client from now on */
     relay_init(r, hc->w, &hc->c, &rq->up, &rc, rq);
     r->on_dir_done = relay_dir_done;
     r->on_hold = on_rsp_hold;
@@ -1363,7 +1360,10 @@ static void hc_read_head(struct hp_conn *hc)
             int rc = http1_parse_request(&hc->scan, buf_ptr(hc->in), buf_len(hc->in), &h, hdrs,
                                          HP_MAX_HDRS);
             if (rc > 0) {
-                hc_io_set(hc, 0);
+                /* the read watcher stays until the relay takes the socket over (in
+                 * req_send); should the client send before then, on_hc_io stops it */
+                if ((hc->io.events & (EV_READ | EV_WRITE)) != EV_READ)
+                    hc_io_set(hc, 0);
                 ev_timer_stop(hc->w->loop, &hc->timer);
                 req_start(hc, &h);
                 return;
