@@ -14,7 +14,6 @@
 #include "relay.h"
 #include "worker.h"
 
-#define PIPE_CAP (1 << 16)
 
 static void relay_arm(struct relay *r);
 static int relay_run(struct relay *r);
@@ -354,6 +353,13 @@ static ssize_t dir_pump_splice(struct relay *r, int d, size_t budget)
         dir->pipe = pipe_get(r->w->pipes);
         if (!dir->pipe)
             return -2;
+        /* a pipe the kernel kept at a page or two (user pipe memory limit) costs more
+         * calls than copying through a buffer */
+        if (dir->pipe->cap < (1 << 16)) {
+            pipe_put(r->w->pipes, dir->pipe);
+            dir->pipe = NULL;
+            return -2;
+        }
     }
     for (;;) {
         if (dir->pipe->len) {
@@ -378,7 +384,7 @@ static ssize_t dir_pump_splice(struct relay *r, int d, size_t budget)
         }
         if (dir_message_read(dir) || dir->src_eof || moved >= budget)
             break;
-        size_t want = PIPE_CAP;
+        size_t want = dir->pipe->cap;
         if (dir->mode == RM_LENGTH)
             want = (size_t)MIN((uint64_t)want, dir->remaining);
         want = limit_allow(r, dir, want);

@@ -72,6 +72,7 @@ struct pipe_pair {
     struct pipe_pair *next;
     int rfd, wfd;
     size_t len;                 /* bytes inside the pipe */
+    size_t cap;                 /* capacity (F_GETPIPE_SZ) */
 };
 struct pipe_pool;
 struct pipe_pool *pipe_pool_new(void);

@@ -225,16 +225,17 @@ static bool dc_check(struct df_conn *dc)
 static void on_attempt_io(struct ev_loop *loop, ev_io *io, int revents);
 static void on_attempt_timeout(struct ev_loop *loop, ev_timer *t, int revents);
 
-static const struct ip_addr *pick_bind(struct df_conn *dc, int family)
+/* One of the bind_ip addresses of this family, at random; NULL when none (TCP and
+ * UDP). */
+static const struct ip_addr *pick_bind(const struct direct_fixed *e, struct worker *w, int family)
 {
-    const struct direct_fixed *e = dc->e;
     size_t n = 0, pick;
 
     for (size_t i = 0; i < e->nbind_ips; i++)
         n += e->bind_ips[i].family == family;
     if (!n)
         return NULL;
-    pick = (size_t)(worker_rand(dc->w) % n);
+    pick = (size_t)(worker_rand(w) % n);
     for (size_t i = 0; i < e->nbind_ips; i++)
         if (e->bind_ips[i].family == family && pick-- == 0)
             return &e->bind_ips[i];
@@ -255,7 +256,7 @@ static int open_attempt(struct df_conn *dc, struct df_attempt *a)
     if (e->bind_interface[0] && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_interface,
                                            (socklen_t)strlen(e->bind_interface)) < 0)
         goto fail;
-    const struct ip_addr *bind_ip = pick_bind(dc, a->ip.family);
+    const struct ip_addr *bind_ip = pick_bind(dc->e, dc->w, a->ip.family);
     if (bind_ip) {
         union sockaddr_any bsa;
         socklen_t blen;
@@ -715,21 +716,6 @@ static void dfu_log(struct df_udp *du, const struct upstream_addr *dst,
 
 static void on_dfu_io(struct ev_loop *loop, ev_io *io, int revents);
 
-static const struct ip_addr *dfu_pick_bind(struct df_udp *du, int family)
-{
-    const struct direct_fixed *e = du->e;
-    size_t n = 0, pick;
-
-    for (size_t i = 0; i < e->nbind_ips; i++)
-        n += e->bind_ips[i].family == family;
-    if (!n)
-        return NULL;
-    pick = (size_t)(worker_rand(du->w) % n);
-    for (size_t i = 0; i < e->nbind_ips; i++)
-        if (e->bind_ips[i].family == family && pick-- == 0)
-            return &e->bind_ips[i];
-    return NULL;
-}
 
 /* Open the socket of family index fi. 0 / -1 (errno set). */
 static int dfu_sock_open(struct df_udp *du, int fi)
@@ -746,7 +732,7 @@ static int dfu_sock_open(struct df_udp *du, int fi)
     if (e->bind_interface[0] && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->bind_interface,
                                            (socklen_t)strlen(e->bind_interface)) < 0)
         goto fail;
-    const struct ip_addr *bind_ip = dfu_pick_bind(du, family);
+    const struct ip_addr *bind_ip = pick_bind(du->e, du->w, family);
     if (bind_ip) {
         union sockaddr_any bsa;
         socklen_t blen;
