@@ -45,6 +45,9 @@ static int listen_one(const struct listen_conf *c, const union sockaddr_any *add
         goto fail;
     if (c->mss && setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &c->mss, sizeof(c->mss)) < 0)
         goto fail;
+    /* accepted sockets inherit it: no system call per connection for the default */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        goto fail;
     /* accepted sockets inherit keepalive settings */
     if (c->keepalive.enable && sock_set_keepalive(fd, &c->keepalive) < 0)
         goto fail;

@@ -486,7 +486,11 @@ static int relay_run(struct relay *r)
                 continue;
             }
             if (dir->mode == RM_STREAM && dir->src_eof && dir_drained(dir) && !dir->shut_done) {
-                if (dir->shut_on_eof) {
+                /* the other way is over too: closing is about to send the FIN (TLS
+                 * still needs its close_notify) */
+                bool last = r->dir[!d].mode == RM_STREAM && r->dir[!d].complete &&
+                            r->side[!d].c->xprt == &xprt_tcp;
+                if (dir->shut_on_eof && !last) {
                     struct relay_side *dst = &r->side[!d];
                     if (conn_shutw(dst->c) < 0 && errno == EAGAIN) {
                         dst->shut_pending = true;

@@ -5,6 +5,7 @@
 #include "gen.h"
 #include "log.h"
 #include "server.h"
+#include "sockopt.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -91,4 +92,10 @@ void server_accept(struct server *s, struct worker *w, struct accepted *a)
 void server_conn_done(struct server *s)
 {
     __atomic_sub_fetch(&s->stats->conn_alive, 1, __ATOMIC_RELAXED);
+}
+
+void server_client_sockopts(struct server *s, const struct accepted *a)
+{
+    if (s->tcp_misc_opts.set)
+        sock_set_tcp_misc(a->fd, a->local.sa.sa_family, &s->tcp_misc_opts);
 }

@@ -28,6 +28,9 @@ struct accepted {
 /* Hand a connection to server s (same generation) on worker w: checks the server's
  * ingress filter and connection limit, counts it, and calls its accept op. */
 void server_accept(struct server *s, struct worker *w, struct accepted *a);
+/* Apply the server's tcp_misc_opts to an accepted client socket. With the defaults
+ * nothing is done: accepted sockets inherit TCP_NODELAY from the listener. */
+void server_client_sockopts(struct server *s, const struct accepted *a);
 /* Every connection passed to an accept op ends with exactly one call of this. */
 void server_conn_done(struct server *s);
 

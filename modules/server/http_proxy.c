@@ -1438,7 +1438,7 @@ static void hp_accept(struct server *s, struct worker *w, struct accepted *a)
     hc->full = a->full;
     hc->wc.kill = hc_kill;
     worker_conn_add(w, &hc->wc);
-    sock_set_tcp_misc(a->fd, a->local.sa.sa_family, &s->tcp_misc_opts);
+    server_client_sockopts(s, a);
     ev_io_init(&hc->io, on_hc_io, a->fd, EV_READ);
     ev_init(&hc->timer, on_hc_timer);
     if (hp->tls_server.ctx) {

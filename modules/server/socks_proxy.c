@@ -933,7 +933,7 @@ static void sp_accept(struct server *s, struct worker *w, struct accepted *a)
     sc->cc.fd = -1;
     sc->wc.kill = sc_wkill;
     worker_conn_add(w, &sc->wc);
-    sock_set_tcp_misc(a->fd, a->local.sa.sa_family, &s->tcp_misc_opts);
+    server_client_sockopts(s, a);
     ev_io_init(&sc->io, on_sc_io, a->fd, EV_READ);
     ev_init(&sc->timer, on_sc_timer);
     sc->state = SC_GREETING;

@@ -267,7 +267,7 @@ static void ts_accept(struct server *s, struct worker *w, struct accepted *a)
     ev_init(&ts->timer, on_tls_timeout);
     ts->t.kill = ts_kill;
     task_start(&ts->t, w, s);
-    sock_set_tcp_misc(a->fd, a->local.sa.sa_family, &s->tcp_misc_opts);
+    server_client_sockopts(s, a);
     if (a->full) {
         ts_end(ts, TR_UPSTREAM_NOT_AVAILABLE);
         return;
