@@ -18,12 +18,30 @@
 static void relay_arm(struct relay *r);
 static int relay_run(struct relay *r);
 
+static bool side_watched_for_close(const struct relay *r, int s);
+static enum task_reason read_reason(int s);
+
 static void on_side_io(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct relay *r = io->data;
+    int s = io == &r->side[1].io;
 
-    if (revents & EV_READ)
-        r->side[io == &r->side[1].io].rd_ready = true;
+    if (revents & EV_READ) {
+        r->side[s].rd_ready = true;
+        /* a side that is not being read is watched only to see it go away */
+        if (side_watched_for_close(r, s)) {
+            char c;
+            ssize_t n = recv(r->side[s].c->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                relay_stop(r);
+                r->on_end(r, n == 0 ? (s == 0 ? TR_CLOSED_BY_CLIENT : TR_CLOSED_BY_UPSTREAM)
+                                    : read_reason(s));
+                return;
+            }
+            if (n > 0)
+                r->side[s].watch_quiet = true; /* early bytes (pipelining) wait their turn */
+        }
+    }
     relay_kick(r);
 }
 
@@ -527,6 +545,18 @@ static int relay_run(struct relay *r)
     return RELAY_GO;
 }
 
+/* Side s is not being read (its direction ended or is off) while the other way still
+ * runs (an HTTP answer is coming): keep reading interest to notice a close, which
+ * also keeps the socket's watcher mask steady (no epoll_ctl per request). Plain TCP
+ * only: a TLS record is not a close. */
+static bool side_watched_for_close(const struct relay *r, int s)
+{
+    const struct relay_dir *in = &r->dir[s], *out = &r->dir[!s];
+
+    return (in->mode == RM_OFF || in->complete) && !in->src_eof && !r->side[s].watch_quiet &&
+           r->side[s].c->xprt == &xprt_tcp && out->mode != RM_OFF && !out->complete;
+}
+
 /* Arm each side's watcher for what its pending operations need. */
 static void relay_arm(struct relay *r)
 {
@@ -544,6 +574,8 @@ static void relay_arm(struct relay *r)
         /* TLS may need the opposite event to make progress */
         if (wants_read)
             ev |= side->c->want == CO_WANT_WRITE && side->c->xprt == &xprt_tls ? EV_WRITE : EV_READ;
+        else if (side_watched_for_close(r, s))
+            ev |= EV_READ;
         if (wants_write)
             ev |= side->c->want == CO_WANT_READ && side->c->xprt == &xprt_tls ? EV_READ : EV_WRITE;
         if (ev == side->armed)

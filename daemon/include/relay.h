@@ -70,6 +70,7 @@ struct relay_side {
     unsigned armed;             /* EV_READ/EV_WRITE currently set */
     bool rd_ready;              /* may have bytes to read: the poller said so and no read
                                  * came back short since (saves EAGAIN reads) */
+    bool watch_quiet;           /* stop watching an idle side for a close: it sent data */
     bool shut_pending;          /* a shutw hit EAGAIN (TLS) */
 };
 

@@ -506,3 +506,26 @@ def test_underscore_framing_header_aliases_are_not_forwarded(env, proxy):
     assert "transfer_encoding" not in headers and "content_length" not in headers
     assert headers.get("x_custom_header") == "kept"
     origin.stop()
+
+
+def test_client_closing_while_waiting_aborts_the_request(env, proxy):
+    """A client that goes away while its answer is pending ends the task at once
+    (ClosedByClient) instead of holding the upstream request until it answers."""
+    release = threading.Event()
+
+    def slow(m, h, b):
+        def send(sock):
+            release.wait(20)
+            try:
+                sock.sendall(ok_body(b"late"))
+            except OSError:
+                pass
+        return send
+    origin = http_origin({"*": slow})
+    s = socket.create_connection(("127.0.0.1", proxy.port))
+    s.sendall(b"GET http://127.0.0.1:%d/slow HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
+    wait_for(lambda: proxy.stats()["servers"][0]["task_alive"] == 1, 5, what="task running")
+    s.close()
+    wait_for(lambda: proxy.stats()["servers"][0]["task_alive"] == 0, 3, what="task aborted")
+    release.set()
+    origin.stop()
