@@ -35,7 +35,8 @@ WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-pro
         -Wno-unused-parameter -Wno-missing-field-initializers $(if $(WERROR),-Werror)
 CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -pthread -fno-strict-aliasing \
-              -DPROXYD_VERSION='"$(VERSION)"' -DPCRE2_CODE_UNIT_WIDTH=8
+              -DPROXYD_VERSION='"$(VERSION)"' -DPCRE2_CODE_UNIT_WIDTH=8 \
+              -DPROXYD_SYSCONFDIR='"$(sysconfdir)"'
 ALL_CPPFLAGS := -I. -Idaemon/include -include config.h $(CPPFLAGS)
 ALL_LDFLAGS := $(SANFLAGS) -pthread $(LDFLAGS_CONF) $(LDFLAGS)
 
@@ -119,12 +120,14 @@ bench: deps-build
 	bench/run --proxyd $(TOP)/build/proxyd $(BENCH_ARGS)
 
 # ---- install ----
+# directories come from ./configure (--prefix, --sysconfdir, ...); a Debian package
+# configures --prefix=/usr --sysconfdir=/etc
 DESTDIR ?=
-prefix ?= /usr
+prefix ?= /usr/local
 sbindir ?= $(prefix)/sbin
 bindir ?= $(prefix)/bin
 mandir ?= $(prefix)/share/man
-sysconfdir ?= /etc
+sysconfdir ?= $(prefix)/etc
 install: all
 	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man5 \
 	    $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(sysconfdir)/proxyd \

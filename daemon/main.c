@@ -28,7 +28,10 @@
 #define EXIT_USAGE 64  /* EX_USAGE */
 #define EXIT_OSERR 71  /* EX_OSERR: cannot bind, cannot detach */
 #define EXIT_CONFIG 78 /* EX_CONFIG */
-#define DEFAULT_CONFIG "/etc/proxyd/main.yaml"
+#ifndef PROXYD_SYSCONFDIR
+#define PROXYD_SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG PROXYD_SYSCONFDIR "/proxyd/main.yaml"
 
 static void usage(FILE *out)
 {
