@@ -12,10 +12,12 @@ struct tconf {
     struct conf_ctx cx;
 };
 
+/* The position and context every error of tconf_run() starts with. */
+#define P "t.yaml:1:1: server 's1': key 'k': "
+
 /* Parse `yaml` (one document) as if it were the file "t.yaml" and apply `fn` to the
- * document root (or to the value of key `key` when the root is a map and key != NULL).
- * Returns the grammar's result; t->cx.err holds the message on failure. Call
- * tconf_done() after inspecting the slot. */
+ * document root; k supplies bounds (may be NULL). Returns the grammar's result;
+ * t->cx.err holds the message on failure. Call tconf_done() after inspecting the slot. */
 static inline int tconf_run(struct tconf *t, const char *yaml, conf_parse_fn fn, void *slot,
                             const struct conf_key *k)
 {
@@ -43,6 +45,53 @@ static inline void tconf_done(struct tconf *t)
     arena_free(&t->arena);
     cfile_unref(t->f);
     t->f = NULL;
+}
+
+/* yaml on one line, for test names (static buffer) */
+static inline const char *tc_one_line(const char *yaml)
+{
+    static char buf[512];
+    size_t o = 0;
+
+    for (; *yaml && o + 3 < sizeof(buf); yaml++) {
+        if (*yaml == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *yaml;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+/* One check: fn rejects yaml with an error starting with prefix and containing why.
+ * slot must be large enough for fn's type. Needs tap.h. */
+static inline void tc_check_err(const char *file, int line, const char *yaml, conf_parse_fn fn,
+                                void *slot, const struct conf_key *k, const char *prefix,
+                                const char *why)
+{
+    struct tconf t;
+    int rc = tconf_run(&t, yaml, fn, slot, k);
+
+    if (!tap_ok(rc == -1 && t.cx.err && strncmp(t.cx.err, prefix, strlen(prefix)) == 0 &&
+                    strstr(t.cx.err, why),
+                file, line, "rejects %s", tc_one_line(yaml)))
+        printf("#   rc %d, got: '%s'\n#   expected: '%s...%s'\n", rc,
+               t.cx.err ? t.cx.err : "(null)", prefix, why);
+    tconf_done(&t);
+}
+
+/* One check: fn parses yaml into slot. t stays alive (values may point into its
+ * arena) until the caller's tconf_done(). Returns the grammar's result. */
+static inline int tc_parse_ok(const char *file, int line, struct tconf *t, const char *yaml,
+                              conf_parse_fn fn, void *slot, const struct conf_key *k)
+{
+    int rc = tconf_run(t, yaml, fn, slot, k);
+
+    if (!tap_ok(rc == 0, file, line, "parses %s", tc_one_line(yaml)))
+        printf("#   error: %s\n", t->cx.err ? t->cx.err : "(none)");
+    return rc;
 }
 
 #endif

@@ -7,49 +7,11 @@ static union {
     max_align_t align;
 } scratch;
 
-static const char *one_line(const char *yaml)
-{
-    static char buf[256];
-    size_t o = 0;
-
-    for (; *yaml && o + 3 < sizeof(buf); yaml++) {
-        if (*yaml == '\n') {
-            buf[o++] = '\\';
-            buf[o++] = 'n';
-        } else {
-            buf[o++] = *yaml;
-        }
-    }
-    buf[o] = 0;
-    return buf;
-}
-
-#define ERR(yaml, fn, prefix, why) check_err(__LINE__, yaml, fn, prefix, why)
-static void check_err(int line, const char *yaml, conf_parse_fn fn, const char *prefix,
-                      const char *why)
-{
-    struct tconf t;
-    int rc;
-
-    memset(&scratch, 0, sizeof(scratch));
-    rc = tconf_run(&t, yaml, fn, &scratch, NULL);
-    if (!tap_ok(rc == -1 && t.cx.err && strncmp(t.cx.err, prefix, strlen(prefix)) == 0 &&
-                    strstr(t.cx.err, why),
-                __FILE__, line, "rejects %s", one_line(yaml)))
-        printf("#   rc %d, got: '%s'\n#   expected: '%s...%s'\n", rc,
-               t.cx.err ? t.cx.err : "(null)", prefix, why);
-    tconf_done(&t);
-}
-
-/* Parse expecting success; the tconf stays alive for values pointing into its arena. */
-#define PARSE(t, yaml, fn, slot) parse_ok(__LINE__, t, yaml, fn, slot)
-static void parse_ok(int line, struct tconf *t, const char *yaml, conf_parse_fn fn, void *slot)
-{
-    int rc = tconf_run(t, yaml, fn, slot, NULL);
-
-    if (!tap_ok(rc == 0, __FILE__, line, "parses %s", one_line(yaml)))
-        printf("#   error: %s\n", t->cx.err ? t->cx.err : "(none)");
-}
+#define ERR(yaml, fn, prefix, why)                                                              \
+    (memset(&scratch, 0, sizeof(scratch)),                                                         \
+     tc_check_err(__FILE__, __LINE__, yaml, fn, &scratch, NULL, prefix, why))
+/* Parse (the tconf stays alive: values may point into its arena). */
+#define PARSE(t, yaml, fn, slot) tc_parse_ok(__FILE__, __LINE__, t, yaml, fn, slot, NULL)
 
 /* Parse a value holding no pointers. */
 #define RUN(yaml, fn, slot)                                                                        \
@@ -59,7 +21,6 @@ static void parse_ok(int line, struct tconf *t, const char *yaml, conf_parse_fn 
         tconf_done(&t_);                                                                           \
     } while (0)
 
-#define P "t.yaml:1:1: server 's1': key 'k': "
 
 static void test_speed(void)
 {

@@ -11,41 +11,9 @@ static union {
     max_align_t align;
 } scratch;
 
-/* yaml on one line, for test names */
-static const char *one_line(const char *yaml)
-{
-    static char buf[256];
-    size_t o = 0;
-
-    for (; *yaml && o + 3 < sizeof(buf); yaml++) {
-        if (*yaml == '\n') {
-            buf[o++] = '\\';
-            buf[o++] = 'n';
-        } else {
-            buf[o++] = *yaml;
-        }
-    }
-    buf[o] = 0;
-    return buf;
-}
-
-/* Expect fn to reject yaml with an error starting with `prefix` and containing `why`. */
-#define ERR(yaml, fn, k, prefix, why) check_err(__LINE__, yaml, fn, k, prefix, why)
-static void check_err(int line, const char *yaml, conf_parse_fn fn, const struct conf_key *k,
-                      const char *prefix, const char *why)
-{
-    struct tconf t;
-    int rc;
-
-    memset(&scratch, 0, sizeof(scratch));
-    rc = tconf_run(&t, yaml, fn, &scratch, k);
-    if (!tap_ok(rc == -1 && t.cx.err && strncmp(t.cx.err, prefix, strlen(prefix)) == 0 &&
-                    strstr(t.cx.err, why),
-                __FILE__, line, "rejects %s", one_line(yaml)))
-        printf("#   rc %d, got: '%s'\n#   expected: '%s...%s'\n", rc,
-               t.cx.err ? t.cx.err : "(null)", prefix, why);
-    tconf_done(&t);
-}
+#define ERR(yaml, fn, k, prefix, why)                                                           \
+    (memset(&scratch, 0, sizeof(scratch)),                                                         \
+     tc_check_err(__FILE__, __LINE__, yaml, fn, &scratch, k, prefix, why))
 
 /* Parse yaml into slot expecting success; returns 0 when it parsed. */
 #define RUN(yaml, fn, slot, k) run_ok(__LINE__, yaml, fn, slot, k)
@@ -53,15 +21,12 @@ static int run_ok(int line, const char *yaml, conf_parse_fn fn, void *slot,
                   const struct conf_key *k)
 {
     struct tconf t;
-    int rc = tconf_run(&t, yaml, fn, slot, k);
+    int rc = tc_parse_ok(__FILE__, line, &t, yaml, fn, slot, k);
 
-    if (!tap_ok(rc == 0, __FILE__, line, "parses %s", one_line(yaml)))
-        printf("#   error: %s\n", t.cx.err ? t.cx.err : "(none)");
     tconf_done(&t);
     return rc;
 }
 
-#define P "t.yaml:1:1: server 's1': key 'k': "
 
 static void test_duration(void)
 {

@@ -13,23 +13,6 @@
 static char dir[] = "/tmp/proxyd-tls-test-XXXXXX";
 static const char *rel; /* dir relative to /tmp, the tests' cx->dir */
 
-static const char *one_line(const char *yaml)
-{
-    static char buf[512];
-    size_t o = 0;
-
-    for (; *yaml && o + 3 < sizeof(buf); yaml++) {
-        if (*yaml == '\n') {
-            buf[o++] = '\\';
-            buf[o++] = 'n';
-        } else {
-            buf[o++] = *yaml;
-        }
-    }
-    buf[o] = 0;
-    return buf;
-}
-
 /* yaml with every "@" replaced by the relative certificate directory */
 static const char *y(const char *tmpl)
 {
@@ -50,35 +33,19 @@ static const char *y(const char *tmpl)
 static void check_err(int line, const char *yaml, conf_parse_fn fn, const char *prefix,
                       const char *why)
 {
-    struct tconf t;
     union {
         struct tls_client_conf c;
         struct tls_server_conf s;
         int v;
     } slot;
-    int rc = tconf_run(&t, yaml, fn, &slot, NULL);
 
-    if (!tap_ok(rc == -1 && t.cx.err && strncmp(t.cx.err, prefix, strlen(prefix)) == 0 &&
-                    strstr(t.cx.err, why),
-                __FILE__, line, "rejects %s", one_line(yaml)))
-        printf("#   rc %d, got: '%s'\n#   expected: '%s...%s'\n", rc,
-               t.cx.err ? t.cx.err : "(null)", prefix, why);
-    tconf_done(&t);
+    tc_check_err(__FILE__, line, yaml, fn, &slot, NULL, prefix, why);
     ok(ERR_peek_error() == 0, "OpenSSL error queue left empty");
     ERR_clear_error();
 }
 
-#define PARSE(t, yaml, fn, slot) parse_ok(__LINE__, t, yaml, fn, slot)
-static int parse_ok(int line, struct tconf *t, const char *yaml, conf_parse_fn fn, void *slot)
-{
-    int rc = tconf_run(t, yaml, fn, slot, NULL);
+#define PARSE(t, yaml, fn, slot) tc_parse_ok(__FILE__, __LINE__, t, yaml, fn, slot, NULL)
 
-    if (!tap_ok(rc == 0, __FILE__, line, "parses %s", one_line(yaml)))
-        printf("#   error: %s\n", t->cx.err ? t->cx.err : "(none)");
-    return rc;
-}
-
-#define P "t.yaml:1:1: server 's1': key 'k': "
 
 static int make_certs(void)
 {
