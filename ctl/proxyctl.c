@@ -226,11 +226,15 @@ static void print_stats(const char *reply)
     const char *obj;
     size_t olen;
 
+    char *version = json_get_str(reply, "version"), *state = json_get_str(reply, "state");
+
     printf("proxyd %s, pid %llu, %s, up %llus, generation %llu, %llu workers, %llu tasks alive\n",
-           json_get_strbuf(reply, "version"), json_get_u64(reply, "pid"),
-           json_get_strbuf(reply, "state"), json_get_u64(reply, "uptime"),
+           version ? version : "?", json_get_u64(reply, "pid"), state ? state : "?",
+           json_get_u64(reply, "uptime"),
            json_get_u64(reply, "generation"), json_get_u64(reply, "workers"),
            json_get_u64(reply, "tasks_alive"));
+    free(version);
+    free(state);
     printf("\n%-24s %-14s %-7s %12s %10s %12s %10s %14s %14s\n", "SERVER", "TYPE", "ONLINE",
            "CONN_TOTAL", "CONN_LIVE", "TASK_TOTAL", "TASK_LIVE", "IN_BYTES", "OUT_BYTES");
     json_iter_array(&it, reply, "servers");
@@ -305,6 +309,8 @@ int main(int argc, char **argv)
 
     const char *cmd = argv[0];
     int n;
+    if (strategy && (strcmp(cmd, "resolver") || !valid_name(strategy)))
+        return die_usage("-s STRATEGY goes with 'resolver NAME query DOMAIN' only");
     if (!strcmp(cmd, "version") || !strcmp(cmd, "offline") || !strcmp(cmd, "reload") ||
         !strcmp(cmd, "stats") || !strcmp(cmd, "check")) {
         if (argc != 1)

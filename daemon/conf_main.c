@@ -431,10 +431,6 @@ int daemon_load_config(struct daemon *d, struct spec_list *specs, bool settings,
         free(d->main_path);
         d->main_path = path;
         path = NULL;
-        if (d->main_file)
-            cfile_unref(d->main_file);
-        d->main_file = main;
-        cfile_ref(main);
     }
     rc = 0;
 out:

@@ -76,6 +76,21 @@ static int expand(struct ybuild *b, size_t w, const yaml_mark_t *m)
     return 0;
 }
 
+/* libyaml's error: at the construct it was reading when it has one ("while parsing a
+ * flow sequence" started at the '['), else where it stopped. */
+static int ybuild_syntax(struct ybuild *b)
+{
+    char why[256];
+
+    if (b->p.context) {
+        snprintf(why, sizeof(why), "%s: %s (at line %zu, column %zu)", b->p.context,
+                 b->p.problem ? b->p.problem : "parse error", b->p.problem_mark.line + 1,
+                 b->p.problem_mark.column + 1);
+        return ybuild_fail(b, &b->p.context_mark, why);
+    }
+    return ybuild_syntax(b);
+}
+
 static struct cnode *node_new(struct ybuild *b, const yaml_mark_t *m, int type)
 {
     struct cnode *n;
@@ -132,7 +147,7 @@ static int parse_children(struct ybuild *b, struct cnode *parent, bool is_map)
 
     for (;;) {
         if (!yaml_parser_parse(&b->p, &ev)) {
-            ybuild_fail(b, &b->p.problem_mark, b->p.problem ? b->p.problem : "parse error");
+            ybuild_syntax(b);
             goto out;
         }
         if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
@@ -260,7 +275,7 @@ static int parse_stream(struct ybuild *b)
 
     for (;;) {
         if (!yaml_parser_parse(&b->p, &ev)) {
-            ybuild_fail(b, &b->p.problem_mark, b->p.problem ? b->p.problem : "parse error");
+            ybuild_syntax(b);
             goto out;
         }
         yaml_event_type_t t = ev.type;
@@ -276,7 +291,7 @@ static int parse_stream(struct ybuild *b)
             goto out;
         }
         if (!yaml_parser_parse(&b->p, &ev)) {
-            ybuild_fail(b, &b->p.problem_mark, b->p.problem ? b->p.problem : "parse error");
+            ybuild_syntax(b);
             goto out;
         }
         struct cnode *root = parse_node(b, &ev);

@@ -313,7 +313,8 @@ static void job_resolved(void *arg, int err, const struct ip_addr *ips, size_t n
     }
     jb_obj_close(&jb);
     j->reply = jb.failed ? (jb_free(&jb), NULL) : jb.s;
-    worker_unpin(j->w, j->pin);
+    if (j->pin)
+        worker_unpin(j->w, j->pin);
     j->pin = NULL;
     if (daemon_post(j->d, job_finish, j) < 0) {
         free(j->reply); /* cannot reach the main thread: drop it */
@@ -325,8 +326,9 @@ static void job_resolved(void *arg, int err, const struct ip_addr *ips, size_t n
 static void job_start(struct worker *w, void *arg)
 {
     struct ctl_job *j = arg;
-    struct gen_pin *pin = worker_pin(w);
-    struct resolver *r = (struct resolver *)gen_find(pin->gen, OBJ_RESOLVER, j->resolver);
+    struct gen_pin *pin = w->cur ? worker_pin(w) : NULL;
+    struct resolver *r = pin ? (struct resolver *)gen_find(pin->gen, OBJ_RESOLVER, j->resolver)
+                             : NULL;
 
     j->pin = pin;
     if (!r) {
@@ -676,8 +678,14 @@ static int pick_dir(struct daemon *d, char *dir, size_t len, char **err)
     n = ctl_dir_candidates(cand, 4);
     for (size_t i = 0; i < n; i++) {
         /* /tmp/proxyd-$UID is private to its user */
-        mode_t mode = strncmp(cand[i], "/tmp/", 5) == 0 ? 0700 : 0750;
-        if (mkdir(cand[i], mode) < 0 && errno != EEXIST)
+        bool shared = strncmp(cand[i], "/tmp/", 5) == 0;
+        struct stat st;
+        if (mkdir(cand[i], shared ? 0700 : 0750) < 0 && errno != EEXIST)
+            continue;
+        /* anybody may create /tmp/proxyd-$UID first: use it only if it is ours and
+         * nobody else can write in it */
+        if (shared && (lstat(cand[i], &st) < 0 || !S_ISDIR(st.st_mode) ||
+                       st.st_uid != geteuid() || (st.st_mode & 022)))
             continue;
         if (access(cand[i], W_OK | X_OK) == 0) {
             snprintf(dir, len, "%s", cand[i]);

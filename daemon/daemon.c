@@ -60,18 +60,6 @@ static void on_mq(struct ev_loop *loop, ev_async *a, int revents)
     mq_run(container_of(a, struct daemon, mq_wake));
 }
 
-struct generation *daemon_current_gen(struct daemon *d)
-{
-    struct generation *g;
-
-    pthread_mutex_lock(&d->gen_lock);
-    g = d->gen;
-    if (g)
-        gen_ref(g);
-    pthread_mutex_unlock(&d->gen_lock);
-    return g;
-}
-
 uint64_t daemon_alive_tasks(struct daemon *d)
 {
     uint64_t n = 0;
@@ -416,7 +404,6 @@ void daemon_shutdown(struct daemon *d)
     mq_run(d); /* generations posted for destruction */
     evlog_close(d->evlog);
     d->evlog = NULL;
-    cfile_unref(d->main_file);
     free(d->main_path);
     free(d->worker.cpus);
     arena_free(&d->conf_arena);

@@ -13,7 +13,7 @@
 #include "listener.h"
 #include "sockopt.h"
 
-bool listen_conf_equal(const struct listen_conf *a, const struct listen_conf *b)
+static bool listen_conf_equal(const struct listen_conf *a, const struct listen_conf *b)
 {
     return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0 &&
            strcmp(a->interface, b->interface) == 0 &&

@@ -237,9 +237,9 @@ int main(int argc, char **argv)
         }
     }
 
-    plog_setup(d.opts.test ? PLOG_STDERR
-               : d.opts.systemd ? PLOG_JOURNAL
-               : d.opts.daemonize ? PLOG_SYSLOG : PLOG_STDERR, d.opts.verbose);
+    /* with -d, what goes wrong before detaching reaches the terminal; syslog after */
+    plog_setup(d.opts.test ? PLOG_STDERR : d.opts.systemd ? PLOG_JOURNAL : PLOG_STDERR,
+               d.opts.verbose);
     if (daemon_init(&d) < 0) {
         log_err("cannot initialize the event loop");
         return 1;
@@ -274,10 +274,14 @@ int main(int argc, char **argv)
         goto out;
     }
     spec_list_free(&specs);
-    if (d.opts.daemonize && daemonize(&ready_fd) < 0) {
-        log_err("cannot detach: %s", strerror(errno));
-        rc = EXIT_OSERR;
-        goto out;
+    if (d.opts.daemonize) {
+        if (daemonize(&ready_fd) < 0) {
+            log_err("cannot detach: %s", strerror(errno));
+            rc = EXIT_OSERR;
+            goto out;
+        }
+        if (!d.opts.systemd)
+            plog_setup(PLOG_SYSLOG, d.opts.verbose); /* no thread runs yet */
     }
     if (d.opts.pid_file && (pid_fd = write_pid_file(d.opts.pid_file)) < 0) {
         rc = EXIT_OSERR;
@@ -294,7 +298,6 @@ int main(int argc, char **argv)
     sd_notifyf(&d, "READY=1\nSTATUS=running generation %llu", (unsigned long long)d.gen->id);
     daemonize_report(&ready_fd, 0);
     daemon_run(&d);
-    rc = d.exit_code;
 
 out:
     daemonize_report(&ready_fd, rc ? rc : 1);

@@ -109,15 +109,21 @@ void worker_unpin(struct worker *w, struct gen_pin *pin)
 
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents);
 
+static void listeners_free(struct ev_loop *loop, struct wlistener *ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ev_io_stop(loop, &ls[i].io);
+        listen_set_unref(ls[i].ls);
+    }
+    free(ls);
+}
+
 static void listeners_stop(struct worker *w)
 {
-    for (size_t i = 0; i < w->nls; i++) {
-        ev_io_stop(w->loop, &w->ls[i].io);
-        listen_set_unref(w->ls[i].ls);
-    }
-    free(w->ls);
+    listeners_free(w->loop, w->ls, w->nls);
     w->ls = NULL;
     w->nls = 0;
+    ev_timer_stop(w->loop, &w->accept_pause);
 }
 
 static void listeners_start(struct worker *w, struct generation *g)
@@ -174,11 +180,17 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         if (a.fd < 0) {
             if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
                 return;
-            /* out of descriptors or memory: say so at most once a second */
+            /* out of descriptors or memory: the listener stays readable, so stop
+             * accepting on this worker for a moment instead of spinning */
             if (ev_now(loop) - w->last_accept_error > 1.0) {
                 w->last_accept_error = ev_now(loop);
-                log_err("server '%s': accept: %s", l->srv->obj.name, strerror(errno));
+                log_err("server '%s': accept: %s (pausing 100ms)", l->srv->obj.name,
+                        strerror(errno));
             }
+            for (size_t j = 0; j < w->nls; j++)
+                ev_io_stop(loop, &w->ls[j].io);
+            ev_timer_set(&w->accept_pause, 0.1, 0.);
+            ev_timer_start(loop, &w->accept_pause);
             return;
         }
         a.sock_peer = a.peer;
@@ -188,9 +200,16 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         } else {
             a.local = l->ls->bound;
         }
-        STAT_ADD(w->accepted, 1);
         server_accept(l->srv, w, &a);
     }
+}
+
+static void on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, accept_pause);
+
+    for (size_t j = 0; j < w->nls; j++)
+        ev_io_start(loop, &w->ls[j].io);
 }
 
 /* --------------------------------------------------------- main-thread calls */
@@ -198,46 +217,42 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 static void do_switch(struct worker *w, void *arg)
 {
     struct daemon *d = w->d;
+    struct gen_pin *pin = calloc(1, sizeof(*pin)), *old = w->cur;
+    struct wlistener *prev = w->ls;
+    size_t nprev = w->nls;
     struct generation *g;
-    struct gen_pin *pin, *old = w->cur;
 
     pthread_mutex_lock(&d->gen_lock);
     g = d->gen;
+    if ((old && old->gen == g) || !pin) {
+        pthread_mutex_unlock(&d->gen_lock);
+        if (!pin)
+            log_err("worker %u: out of memory: cannot switch to generation %llu", w->id,
+                    (unsigned long long)g->id);
+        free(pin);
+        return;
+    }
     gen_ref(g);
-    pthread_mutex_unlock(&d->gen_lock);
-    if (old && old->gen == g) {
-        gen_unref(g);
-        return;
-    }
-    pin = calloc(1, sizeof(*pin));
-    if (!pin) {
-        log_err("worker %u: out of memory: staying on generation %llu", w->id,
-                (unsigned long long)old->gen->id);
-        gen_unref(g);
-        return;
-    }
     pin->gen = g;
     pin->holds = 1;
     list_add_tail(&w->pins, &pin->link);
     w->cur = pin;
-    /* new watchers first: a socket kept across the reload never goes unwatched */
-    struct wlistener *prev = w->ls;
-    size_t nprev = w->nls;
+    /* New watchers first: a socket kept across the reload never goes unwatched. The
+     * references on the listening sets are taken under the lock: the main thread
+     * drops the sets of a replaced generation under it. */
     w->ls = NULL;
     w->nls = 0;
-    if (!w->offline) {
+    if (!w->offline)
         listeners_start(w, g);
+    pthread_mutex_unlock(&d->gen_lock);
+    if (!w->offline) {
         for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
             struct server *s = (struct server *)g->objs[OBJ_SERVER][i];
             if (s->ops->worker_attach)
                 s->ops->worker_attach(s, w);
         }
     }
-    for (size_t i = 0; i < nprev; i++) {
-        ev_io_stop(w->loop, &prev[i].io);
-        listen_set_unref(prev[i].ls);
-    }
-    free(prev);
+    listeners_free(w->loop, prev, nprev);
     if (old)
         worker_unpin(w, old);
 }
@@ -328,6 +343,7 @@ int worker_create(struct daemon *d, unsigned id, struct worker **out, char **err
     LIST_INIT(&w->tasks);
     LIST_INIT(&w->conns);
     ev_async_init(&w->wake, on_wake);
+    ev_timer_init(&w->accept_pause, on_accept_pause, 0., 0.);
     ev_async_start(w->loop, &w->wake);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng)
         w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)id << 32) ^ now_mono_us();

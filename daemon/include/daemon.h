@@ -66,7 +66,6 @@ struct daemon_opts {
 struct daemon {
     struct daemon_opts opts;
     char *main_path;                  /* owned: the main config file actually loaded */
-    struct cfile *main_file;          /* ref */
     struct runtime_conf runtime;
     struct worker_conf worker;
     struct controller_conf controller;
@@ -91,7 +90,6 @@ struct daemon {
     ev_timer housekeeping;            /* periodic: return freed memory to the system */
     enum daemon_state state;
     uint64_t state_since_us;
-    int exit_code;
 
     struct control *control;          /* owned */
     struct evlog *evlog;              /* owned: event log sinks */
@@ -111,8 +109,6 @@ void daemon_offline(struct daemon *d);
 void daemon_quit(struct daemon *d);
 /* Live tasks over all workers. */
 uint64_t daemon_alive_tasks(struct daemon *d);
-/* The current generation with a reference (caller unrefs). */
-struct generation *daemon_current_gen(struct daemon *d);
 
 /* Lifecycle (main.c): init; bind (the first generation with its listeners: before
  * detaching, so a bind error reaches the caller); start (workers and signals: after

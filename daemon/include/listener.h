@@ -30,7 +30,6 @@ struct listen_set *listen_get(const struct generation *cur, const char *name,
                               const struct listen_conf *conf, unsigned nworkers, char **err);
 void listen_set_ref(struct listen_set *ls);
 void listen_set_unref(struct listen_set *ls);
-bool listen_conf_equal(const struct listen_conf *a, const struct listen_conf *b);
 /* Dead-loop detection: is `peer` one of g's listening sockets? `local` is our own
  * address on the connection to peer (a wildcard listener matches a peer on our own
  * address or on loopback). */

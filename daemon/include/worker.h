@@ -55,9 +55,9 @@ struct worker {
     struct list tasks;          /* alive tasks */
     struct list conns;          /* client connections that outlive tasks (keep-alive) */
     uint64_t ntasks;            /* STAT: read by the main thread */
-    uint64_t accepted;          /* STAT */
     uint64_t rng;               /* xorshift state */
     ev_tstamp last_accept_error;
+    ev_timer accept_pause;      /* accepting paused after EMFILE/ENFILE */
 
     struct buf_pool *bufs;      /* owned */
     struct pipe_pool *pipes;    /* owned */
@@ -90,7 +90,8 @@ struct wconn {
 void worker_conn_add(struct worker *w, struct wconn *c);
 void worker_conn_del(struct wconn *c);
 
-/* Pin the current generation for a new task; release it when the task ends. */
+/* Pin the current generation for a new task; release it when the task ends. A worker
+ * always has a current generation once its thread runs. */
 struct gen_pin *worker_pin(struct worker *w);
 void worker_unpin(struct worker *w, struct gen_pin *pin);
 

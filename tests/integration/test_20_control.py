@@ -86,7 +86,9 @@ def test_proxyctl_basics(daemon):
     j = daemon.ctl_json("stats")
     assert j["ok"] and j["workers"] == 2 and j["generation"] == 1
     assert [s["name"] for s in j["servers"]] == ["http", "park"]
-    assert "SERVER" in daemon.ctl("stats").stdout
+    plain = daemon.ctl("stats").stdout.splitlines()
+    assert plain[0].startswith(f"proxyd {j['version']}, pid {daemon.proc.pid}, running, up ")
+    assert any(line.split()[:3] == ["http", "http_proxy", "yes"] for line in plain)
     assert daemon.ctl("check").returncode == 0
 
 
