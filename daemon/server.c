@@ -4,6 +4,7 @@
 
 #include "gen.h"
 #include "log.h"
+#include "relay.h"
 #include "server.h"
 #include "sockopt.h"
 #include "stats.h"
@@ -98,4 +99,15 @@ void server_client_sockopts(struct server *s, const struct accepted *a)
 {
     if (s->tcp_misc_opts.set)
         sock_set_tcp_misc(a->fd, a->local.sa.sa_family, &s->tcp_misc_opts);
+}
+
+void server_relay_conf(const struct server *s, struct relay_conf *rc)
+{
+    *rc = (struct relay_conf){
+        .buf_size = s->tcp_copy_buffer_size,
+        .yield_size = s->tcp_copy_yield_size,
+        .idle_interval_ns = s->task_idle_check_interval_ns,
+        .idle_max = s->task_idle_max_count,
+        .limit = s->tcp_speed,
+    };
 }

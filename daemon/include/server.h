@@ -28,6 +28,11 @@ struct accepted {
 /* Hand a connection to server s (same generation) on worker w: checks the server's
  * ingress filter and connection limit, counts it, and calls its accept op. */
 void server_accept(struct server *s, struct worker *w, struct accepted *a);
+struct relay_conf;
+/* The relay settings of a server's tasks (copy buffer and yield sizes, idle checks,
+ * tcp_sock_speed_limit). */
+void server_relay_conf(const struct server *s, struct relay_conf *rc);
+
 /* Apply the server's tcp_misc_opts to an accepted client socket. With the defaults
  * nothing is done: accepted sockets inherit TCP_NODELAY from the listener. */
 void server_client_sockopts(struct server *s, const struct accepted *a);

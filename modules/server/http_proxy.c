@@ -736,18 +736,13 @@ static int req_send(struct hp_req *rq)
 {
     struct hp_conn *hc = rq->hc;
     struct http_proxy *hp = hc->srv;
-    struct relay_conf rc = {
-        .buf_size = hp->base.tcp_copy_buffer_size,
-        .yield_size = hp->base.tcp_copy_yield_size,
-        .idle_interval_ns = hp->base.task_idle_check_interval_ns,
-        .idle_max = hp->base.task_idle_max_count,
-        .limit = hp->base.tcp_speed,
-    };
+    struct relay_conf rc;
     struct relay *r = &rq->relay;
     struct buf *b;
 
     rq->stage = ST_CONNECTED;
     ev_io_stop(hc->w->loop, &hc->io); /* the relay watches the client from now on */
+    server_relay_conf(&hp->base, &rc);
     relay_init(r, hc->w, &hc->c, &rq->up, &rc, rq);
     r->on_dir_done = relay_dir_done;
     r->on_hold = on_rsp_hold;

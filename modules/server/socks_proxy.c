@@ -543,13 +543,7 @@ static void sc_relay_end(struct relay *r, enum task_reason reason)
 static void sc_relay_start(struct sp_conn *sc)
 {
     struct socks_proxy *sp = sc->srv;
-    struct relay_conf rc = {
-        .buf_size = sp->base.tcp_copy_buffer_size,
-        .yield_size = sp->base.tcp_copy_yield_size,
-        .idle_interval_ns = sp->base.task_idle_check_interval_ns,
-        .idle_max = sp->base.task_idle_max_count,
-        .limit = sp->base.tcp_speed,
-    };
+    struct relay_conf rc;
     struct relay *r = &sc->relay;
     uint8_t rep[SOCKS5_REPLY_MAX];
     int n = sc->version == SOCKS4_VERSION
@@ -571,6 +565,7 @@ static void sc_relay_start(struct sp_conn *sc)
 
     ev_io_stop(sc->w->loop, &sc->io);
     ev_timer_stop(sc->w->loop, &sc->timer);
+    server_relay_conf(&sp->base, &rc);
     relay_init(r, sc->w, &sc->c, &sc->up, &rc, sc);
     r->on_dir_done = sc_relay_dir_done;
     r->on_end = sc_relay_end;

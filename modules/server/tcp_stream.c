@@ -149,15 +149,10 @@ static int on_dir_done(struct relay *r, int d)
 static void ts_relay(struct ts_task *ts)
 {
     struct server *s = &ts->srv->base;
-    struct relay_conf rc = {
-        .buf_size = s->tcp_copy_buffer_size,
-        .yield_size = s->tcp_copy_yield_size,
-        .idle_interval_ns = s->task_idle_check_interval_ns,
-        .idle_max = s->task_idle_max_count,
-        .limit = s->tcp_speed,
-    };
+    struct relay_conf rc;
 
     ts->stage = ST_RELAYING;
+    server_relay_conf(s, &rc);
     relay_init(&ts->relay, ts->t.w, &ts->client, &ts->up, &rc, ts);
     ts->relay.on_end = on_relay_end;
     ts->relay.on_dir_done = on_dir_done;
