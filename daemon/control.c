@@ -89,7 +89,7 @@ static char *reply_error(const char *msg)
     jb_kbool(&jb, "ok", false);
     jb_kstr(&jb, "error", msg);
     jb_obj_close(&jb);
-    return jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    return jb_take(&jb);
 }
 
 static char *reply_ok(const char *result)
@@ -101,7 +101,7 @@ static char *reply_ok(const char *result)
     if (result)
         jb_kstr(&jb, "result", result);
     jb_obj_close(&jb);
-    return jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    return jb_take(&jb);
 }
 
 static bool kind_parse(const char *s, enum obj_kind *k)
@@ -132,7 +132,7 @@ static char *cmd_list(struct daemon *d, enum obj_kind k)
         jb_str(&jb, d->gen->objs[k][i]->name);
     jb_arr_close(&jb);
     jb_obj_close(&jb);
-    return jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    return jb_take(&jb);
 }
 
 static bool server_online(struct daemon *d, const struct server *s)
@@ -157,7 +157,7 @@ static char *cmd_server_status(struct daemon *d, const char *name)
     jb_ku64(&jb, "total_conn", sum.conn_total);
     jb_ku64(&jb, "total_task", sum.task_total);
     jb_obj_close(&jb);
-    return jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    return jb_take(&jb);
 }
 
 static const char *state_name(enum daemon_state st)
@@ -235,7 +235,7 @@ static char *cmd_stats(struct daemon *d)
     }
     jb_arr_close(&jb);
     jb_obj_close(&jb);
-    return jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    return jb_take(&jb);
 }
 
 static char *cmd_check(struct daemon *d)
@@ -256,20 +256,18 @@ static char *cmd_check(struct daemon *d)
     return r;
 }
 
-static char *cmd_reload(struct daemon *d, int (*fn)(struct daemon *, char **))
+/* reload (kind < 0) or reload-KIND NAME */
+static char *cmd_reload(struct daemon *d, int kind, const char *name)
 {
     char *err = NULL, *r;
+    int rc = kind < 0 ? daemon_reload_all(d, &err)
+                      : daemon_reload_one(d, (enum obj_kind)kind, name, &err);
 
-    if (fn(d, &err) == 0)
+    if (rc == 0)
         return reply_ok("success");
     r = reply_error(err ? err : "reload failed");
     free(err);
     return r;
-}
-
-static int reload_all_fn(struct daemon *d, char **err)
-{
-    return daemon_reload_all(d, err);
 }
 
 static void cconn_step(struct cconn *cc);
@@ -312,7 +310,7 @@ static void job_resolved(void *arg, int err, const struct ip_addr *ips, size_t n
         jb_arr_close(&jb);
     }
     jb_obj_close(&jb);
-    j->reply = jb.failed ? (jb_free(&jb), NULL) : jb.s;
+    j->reply = jb_take(&jb);
     if (j->pin)
         worker_unpin(j->w, j->pin);
     j->pin = NULL;
@@ -448,7 +446,7 @@ static char *ctl_exec(struct cconn *cc, char *line)
         jb_kbool(&jb, "ok", true);
         jb_kstr(&jb, "version", PROXYD_VERSION);
         jb_obj_close(&jb);
-        return jb.s;
+        return jb_take(&jb);
     }
     if (!strcmp(argv[0], "offline") && argc == 1) {
         daemon_offline(d);
@@ -457,15 +455,9 @@ static char *ctl_exec(struct cconn *cc, char *line)
     if (!strcmp(argv[0], "list") && argc == 2 && kind_parse(argv[1], &k))
         return cmd_list(d, k);
     if (!strcmp(argv[0], "reload") && argc == 1)
-        return cmd_reload(d, reload_all_fn);
-    if (!strncmp(argv[0], "reload-", 7) && argc == 2 && kind_parse(argv[0] + 7, &k)) {
-        char *err = NULL, *r;
-        if (daemon_reload_one(d, k, argv[1], &err) == 0)
-            return reply_ok("success");
-        r = reply_error(err ? err : "reload failed");
-        free(err);
-        return r;
-    }
+        return cmd_reload(d, -1, NULL);
+    if (!strncmp(argv[0], "reload-", 7) && argc == 2 && kind_parse(argv[0] + 7, &k))
+        return cmd_reload(d, (int)k, argv[1]);
     if (!strcmp(argv[0], "server") && argc == 3 && !strcmp(argv[2], "status"))
         return cmd_server_status(d, argv[1]);
     if (!strcmp(argv[0], "stats") && argc == 1)

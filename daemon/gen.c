@@ -86,7 +86,7 @@ struct obj *gen_link(struct generation *g, struct conf_ctx *cx, enum obj_kind ki
 
 static void obj_destroy(struct obj *o)
 {
-    const struct obj_ops *ops = *(const struct obj_ops **)(o + 1);
+    const struct obj_ops *ops = obj_ops(o);
 
     if (ops && ops->destroy)
         ops->destroy(o);
@@ -214,8 +214,7 @@ static struct obj *obj_build(struct generation *g, const struct obj_spec *sp, ch
     o->src = sp->src;
     cfile_ref(sp->src);
     o->doc = sp->doc;
-    /* every kind's base struct has its ops pointer right after struct obj */
-    *(const struct obj_ops **)(o + 1) = ops;
+    obj_set_ops(o, ops);
 
     if (conf_apply(&cx, n, ops->keys, skip_name_type, o) < 0 || (ops->init && ops->init(o, &cx) < 0)) {
         o->arena = a;
@@ -270,6 +269,17 @@ static int check_escaper_loops(struct generation *g, char **err)
     return rc;
 }
 
+/* An error about server s's listen key, at that key. */
+static void listen_error(char **err, const struct server *s, const char *why)
+{
+    const struct cnode *ln = cmap_get(s->obj.conf, "listen");
+
+    if (!ln)
+        ln = s->obj.conf;
+    err_set(err, "%s:%u:%u: server '%s': key 'listen': %s", ln->file->path, ln->line, ln->col,
+            s->obj.name, why);
+}
+
 struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
                              struct generation *old, bool bind_listeners, char **err)
 {
@@ -303,7 +313,7 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
     for (int k = 0; k < OBJ_NKINDS; k++) {
         for (size_t i = 0; i < g->n[k]; i++) {
             struct obj *o = g->objs[k][i];
-            const struct obj_ops *ops = *(const struct obj_ops **)(o + 1);
+            const struct obj_ops *ops = obj_ops(o);
             struct conf_ctx cx = {.kind = obj_kind_name(o->kind), .name = o->name,
                                   .dir = o->src->dir, .arena = &o->arena, .node = o->conf};
             if (ops->link && ops->link(o, g, &cx) < 0) {
@@ -321,7 +331,7 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
     for (int k = 0; k < OBJ_NKINDS; k++) {
         for (size_t i = 0; i < g->n[k]; i++) {
             struct obj *o = g->objs[k][i];
-            const struct obj_ops *ops = *(const struct obj_ops **)(o + 1);
+            const struct obj_ops *ops = obj_ops(o);
             struct obj *prev = gen_find(old, o->kind, o->name);
 
             if (prev && prev->type != o->type)
@@ -360,42 +370,38 @@ struct generation *gen_build(struct daemon *d, const struct spec_list *specs,
             if ((b->ops->caps & SRV_CAP_TCP_LISTEN) && b->listen.set &&
                 b->listen.addrlen == a->listen.addrlen &&
                 !memcmp(&b->listen.addr, &a->listen.addr, a->listen.addrlen)) {
-                const struct cnode *ln = cmap_get(a->obj.conf, "listen");
-                if (!ln)
-                    ln = a->obj.conf;
-                err_set(err, "%s:%u:%u: server '%s': key 'listen': address already used by "
-                             "server '%s'", ln->file->path, ln->line, ln->col, a->obj.name,
-                        b->obj.name);
+                char why[300];
+                snprintf(why, sizeof(why), "address already used by server '%s'", b->obj.name);
+                listen_error(err, a, why);
                 goto fail;
             }
         }
     }
 
-    /* listening sockets last: nothing is opened for a config that fails earlier */
+    /* listening sockets last: nothing is opened for a config that fails earlier. TCP
+     * first: a server's open_sockets may adjust sockets it takes over from the
+     * running generation, so it comes once nothing else can fail but itself. */
     if (bind_listeners) {
         for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
             struct server *s = (struct server *)g->objs[OBJ_SERVER][i];
             char *lerr = NULL;
 
-            if (s->ops->open_sockets) {
-                struct conf_ctx cx = {.kind = "server", .name = s->obj.name,
-                                      .dir = s->obj.src->dir, .arena = &s->obj.arena,
-                                      .node = s->obj.conf};
-                if (s->ops->open_sockets(s, old, &cx) < 0) {
-                    *err = cx.err ? cx.err : strdup("cannot open sockets");
-                    goto fail;
-                }
-            }
             if (!(s->ops->caps & SRV_CAP_TCP_LISTEN) || !s->listen.set)
                 continue;
             s->lset = listen_get(old, s->obj.name, &s->listen, d->nworkers, &lerr);
             if (!s->lset) {
-                const struct cnode *ln = cmap_get(s->obj.conf, "listen");
-                if (!ln)
-                    ln = s->obj.conf;
-                err_set(err, "%s:%u:%u: server '%s': key 'listen': %s", ln->file->path, ln->line,
-                        ln->col, s->obj.name, lerr);
+                listen_error(err, s, lerr);
                 free(lerr);
+                goto fail;
+            }
+        }
+        for (size_t i = 0; i < g->n[OBJ_SERVER]; i++) {
+            struct server *s = (struct server *)g->objs[OBJ_SERVER][i];
+            struct conf_ctx cx = {.kind = "server", .name = s->obj.name, .dir = s->obj.src->dir,
+                                  .arena = &s->obj.arena, .node = s->obj.conf};
+
+            if (s->ops->open_sockets && s->ops->open_sockets(s, old, &cx) < 0) {
+                *err = cx.err ? cx.err : strdup("cannot open sockets");
                 goto fail;
             }
         }

@@ -11,6 +11,18 @@ void jb_init(struct jbuf *jb)
     memset(jb, 0, sizeof(*jb));
 }
 
+char *jb_take(struct jbuf *jb)
+{
+    char *s = jb->s;
+
+    if (jb->failed) {
+        jb_free(jb);
+        return NULL;
+    }
+    memset(jb, 0, sizeof(*jb));
+    return s;
+}
+
 void jb_free(struct jbuf *jb)
 {
     free(jb->s);

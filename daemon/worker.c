@@ -89,7 +89,7 @@ static void gen_detach(struct worker *w, struct generation *g)
     for (int k = 0; k < OBJ_NKINDS; k++)
         for (size_t i = 0; i < g->n[k]; i++) {
             struct obj *o = g->objs[k][i];
-            const struct obj_ops *ops = *(const struct obj_ops **)(o + 1);
+            const struct obj_ops *ops = obj_ops(o);
             if (ops->worker_detach)
                 ops->worker_detach(o, w);
         }

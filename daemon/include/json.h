@@ -15,6 +15,8 @@ struct jbuf {
 };
 
 void jb_init(struct jbuf *jb);
+/* The finished text (caller frees), or NULL after a failure (everything freed). */
+char *jb_take(struct jbuf *jb);
 void jb_free(struct jbuf *jb);
 void jb_raw(struct jbuf *jb, const char *s, size_t n);
 void jb_obj_open(struct jbuf *jb);          /* { */

@@ -9,6 +9,17 @@ struct obj_ops {
     OBJ_OPS_HEAD(struct obj);
 };
 
+/* The ops table of any object: every kind's base struct has its ops pointer right
+ * after struct obj. */
+static inline const struct obj_ops *obj_ops(const struct obj *o)
+{
+    return *(const struct obj_ops *const *)(o + 1);
+}
+static inline void obj_set_ops(struct obj *o, const struct obj_ops *ops)
+{
+    *(const struct obj_ops **)(o + 1) = ops;
+}
+
 /* Find the module for a (normalized) type name of that kind; CamelCase and
  * underscore-less spellings match too. NULL if unknown; *unsupported is set when it
  * is a g3proxy type proxyd does not implement yet. */
