@@ -160,6 +160,7 @@ class ScriptOrigin:
         self.handler = handler
         self.connections = 0
         self.requests = []
+        self.errors = []  # exceptions raised by handlers (assertions included)
         origin = self
 
         class H(socketserver.BaseRequestHandler):
@@ -168,7 +169,9 @@ class ScriptOrigin:
                 try:
                     origin.handler(self.request, origin)
                 except OSError:
-                    pass
+                    pass  # the proxy closing or resetting is the handler's normal end
+                except Exception as e:  # noqa: BLE001 - reported by stop()
+                    origin.errors.append(repr(e))
 
         class S(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
@@ -184,8 +187,11 @@ class ScriptOrigin:
         return self
 
     def stop(self):
+        """Stop serving; fail the test if a handler raised (it runs in its own thread,
+        where an assertion would otherwise only print a traceback)."""
         self.server.shutdown()
         self.server.server_close()
+        assert not self.errors, f"origin handler failed: {self.errors}"
 
 
 def read_head(sock, limit=65536):

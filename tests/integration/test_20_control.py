@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import wait_for
-from peers import ScriptOrigin, read_head
+from conftest import free_port, wait_for
+from peers import ScriptOrigin, port_open, read_head
 
 MAIN = """
 runtime:
@@ -146,6 +146,14 @@ def test_reload_single_object(daemon):
     assert daemon.ctl("reload-server", "park").stdout.strip() == "notice: success"
     assert daemon.stats()["generation"] == 2
     assert daemon.listen_port("park") == port
+    # a change that shows: the server moves to another port, the old one closes
+    new_port = free_port()
+    daemon.write("server.d/dummy.yaml", f"name: park\ntype: dummy_close\nlisten: 127.0.0.1:{new_port}\n")
+    assert daemon.ctl("reload-server", "park").stdout.strip() == "notice: success"
+    assert daemon.listen_port("park") == new_port
+    wait_for(lambda: not port_open(port), 5, what="old port closed")
+    socket.create_connection(("127.0.0.1", new_port), timeout=5).close()
+    daemon.write("server.d/dummy.yaml", "name: park\ntype: dummy_close\nlisten: 127.0.0.1:0\n")
     # the object must keep its name
     daemon.write("server.d/dummy.yaml", "name: other\ntype: dummy_close\n")
     r = daemon.ctl("reload-server", "park", check=False)
@@ -159,7 +167,7 @@ def test_reload_single_object(daemon):
     daemon.write("server.d/dummy.yaml", "name: park\ntype: dummy_close\nlisten: 1.2.3.4.5\n")
     r = daemon.ctl("reload-server", "park", check=False)
     assert r.returncode == 1 and f"{daemon.dir}/server.d/dummy.yaml:3:9" in r.stderr
-    assert daemon.stats()["generation"] == 2
+    assert daemon.stats()["generation"] == 3
 
 
 def test_listener_and_tunnel_survive_reloads(daemon):
@@ -168,11 +176,13 @@ def test_listener_and_tunnel_survive_reloads(daemon):
     tunnel = connect_tunnel(port, origin.port)
     echo_roundtrip(tunnel, b"before")
     failures = []
+    attempts = [0]
     stop = threading.Event()
 
     def hammer():
         # connection attempts during reloads must never be refused
         while not stop.is_set():
+            attempts[0] += 1
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=5):
                     pass
@@ -191,6 +201,7 @@ def test_listener_and_tunnel_survive_reloads(daemon):
     wait_for(lambda: daemon.stats()["generation"] == 11, 10, what="generation 11")
     echo_roundtrip(tunnel, b"after" * 1000)
     assert failures == []
+    assert attempts[0] >= 10, attempts
     tunnel.close()
     origin.stop()
 
@@ -208,6 +219,25 @@ def test_sigterm_graceful_offline(daemon):
     assert daemon.proc.poll() is None
     tunnel.close()
     assert daemon.wait(10) == 0
+    origin.stop()
+
+
+def test_offline_cancels_tasks_after_task_wait_timeout(proxyd):
+    """SIGTERM: listeners close, tasks get task_wait_timeout to end, then they are
+    cancelled and the process exits 0."""
+    proxyd.write("main.yaml", MAIN.replace("task_wait_delay: 100ms",
+                                           "task_wait_delay: 100ms\n  task_wait_timeout: 500ms"))
+    proxyd.write("server.d/dummy.yaml", "name: park\ntype: dummy_close\n")
+    proxyd.start()
+    origin = echo_origin()
+    tunnel = connect_tunnel(proxyd.listen_port("http"), origin.port)
+    t0 = time.monotonic()
+    proxyd.signal(signal.SIGTERM)
+    assert proxyd.wait(15) == 0
+    elapsed = time.monotonic() - t0
+    assert 0.7 <= elapsed < 10, elapsed  # offline delay + wait delay + wait timeout
+    tunnel.settimeout(5)
+    assert tunnel.recv(10) == b""  # cancelled, not left open
     origin.stop()
 
 

@@ -145,11 +145,14 @@ def test_daemonize_with_pid_file(tmp_path):
                        what="pid file"))
     assert os.path.exists(f"/proc/{pid}")
     wait_for(lambda: (ctl / "_.sock").exists(), 10, what="control socket")
-    # a second instance with the same pid file refuses to start
-    r = subprocess.run([PROXYD, "-d", "-p", str(pidfile), "-c", str(cfg), "-C", str(tmp_path / "c2")],
-                       capture_output=True, timeout=30)
-    time.sleep(0.5)
-    assert int(pidfile.read_text()) == pid
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 15, what="daemon exit")
+    try:
+        # a second instance with the same pid file fails after detaching: the command
+        # that started it still gets the status through the readiness pipe
+        r = subprocess.run([PROXYD, "-d", "-p", str(pidfile), "-c", str(cfg), "-C",
+                            str(tmp_path / "c2")], capture_output=True, timeout=30)
+        assert r.returncode == 71, r.stderr
+        assert int(pidfile.read_text()) == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 15, what="daemon exit")
     assert not pidfile.exists()
